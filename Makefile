@@ -1,0 +1,59 @@
+# lfft: `make demo` and `make test` are all a fresh machine needs; both install into .venv first.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# torch is pinned once, in constraints.txt; GPU users override, e.g.
+#   make install TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128"
+TORCH_SPEC ?= $(shell grep -E '^torch==' constraints.txt)
+STAMP := $(VENV)/.lfft-installed
+WORK ?= work/demo
+SAMPLES := data/samples
+
+.PHONY: install demo test lint format bench clean-work collect clean normalize split init train evaluate smoke
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q $(TORCH_SPEC)
+	grep -v '^torch==' constraints.txt > $(VENV)/constraints-no-torch.txt
+	$(BIN)/python -m pip install -q -e '.[dev]' -c $(VENV)/constraints-no-torch.txt
+	touch $@
+
+demo: $(STAMP)
+	$(BIN)/lfft pipeline $(SAMPLES)/events --work $(WORK) --config $(SAMPLES)/lfft.toml
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -n 2 --dist loadfile
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: $(STAMP)
+	$(BIN)/python bench/data_stages.py
+
+clean-work:
+	rm -rf work
+
+# Per-stage targets (what `lfft pipeline` chains), used by the CI smoke test and for debugging.
+collect: $(STAMP)
+	$(BIN)/lfft collect $(SAMPLES)/events --out $(WORK)/interactions.parquet
+clean: collect
+	$(BIN)/lfft clean $(WORK)/interactions.parquet --out $(WORK)/clean.parquet
+normalize: clean
+	$(BIN)/lfft normalize $(WORK)/clean.parquet --out $(WORK)/feedback.parquet
+split: normalize
+	$(BIN)/lfft split $(WORK)/feedback.parquet --out $(WORK)/splits
+init: split
+	$(BIN)/lfft init --out $(WORK)/ckpt/init --data $(WORK)/splits/train.parquet --config $(SAMPLES)/lfft.toml
+train: init
+	$(BIN)/lfft train --model $(WORK)/ckpt/init --data $(WORK)/splits --out $(WORK)/ckpt/final --config $(SAMPLES)/lfft.toml
+evaluate: train
+	$(BIN)/lfft evaluate --model $(WORK)/ckpt/final --data $(WORK)/splits/test.parquet --out $(WORK)/eval --baseline $(WORK)/ckpt/init
+smoke: evaluate

@@ -1,0 +1,3 @@
+from lfft.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""The data stages: collect, clean, normalize, split (pyarrow only; no torch)."""
