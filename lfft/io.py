@@ -153,7 +153,7 @@ def read_schema(path: str | os.PathLike) -> pa.Schema:
 
 def read_meta(path: str | os.PathLike) -> dict[str, Any]:
     """The ``lfft`` metadata block of an artifact ({} if absent). Folders: the first part's."""
-    return decode_metadata(_parquet(artifact_files(path)[0]).schema_arrow.metadata)
+    return decode_metadata(_parquet(artifact_files(path)[0]).metadata.metadata)
 
 
 def count_rows(path: str | os.PathLike) -> int:
