@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import pyarrow as pa
 
@@ -125,3 +125,20 @@ class RowBuffer:
         table = to_table(self.rows, self.schema)
         self.rows = []
         return table
+
+
+class Parsed(NamedTuple):
+    """One input record a format reader understood: it becomes one or more interactions rows
+    (an HH-RLHF record gives two: chosen and rejected)."""
+
+    location: str  # file:line (or file:index for JSON arrays)
+    rows: list[dict[str, Any]]
+
+
+class Reject(NamedTuple):
+    """One input record a reader could not use, with a short snake_case reason."""
+
+    location: str
+    reason: str
+    raw: str | None = None
+    detail: str | None = None
