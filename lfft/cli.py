@@ -74,7 +74,12 @@ def collect(
     no_implicit: Annotated[
         bool, typer.Option("--no-implicit", help="Do not infer implicit feedback.")
     ] = False,
-    workers: Annotated[int | None, typer.Option(help="Parallel reader processes.")] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Parallel processes (0 = auto: one per core, big inputs).")
+    ] = None,
+    implicit_rules: Annotated[
+        Path | None, typer.Option(help="TOML file overriding the implicit-feedback rules.")
+    ] = None,
     config: ConfigOpt = None,
     quiet: Quiet = False,
 ) -> None:
@@ -89,6 +94,7 @@ def collect(
         format=format,
         column_map=parse_column_map(map) if map else None,
         implicit=False if no_implicit else None,
+        implicit_rules=str(implicit_rules) if implicit_rules else None,
         workers=workers,
     )
     _show(run(inputs, out, cfg), quiet)
@@ -124,6 +130,12 @@ def clean(
 def normalize(
     input: Annotated[Path, typer.Argument(help="clean.parquet")],
     out: OutFile,
+    conflict: Annotated[
+        str | None, typer.Option(help="Within a tier: latest (newest event wins) | mean")
+    ] = None,
+    threshold: Annotated[
+        float | None, typer.Option(help="label = 1 when score >= threshold (0.5)")
+    ] = None,
     config: ConfigOpt = None,
     quiet: Quiet = False,
 ) -> None:
@@ -131,7 +143,8 @@ def normalize(
     from lfft.config import stage_config
     from lfft.data.normalize import normalize as run
 
-    _show(run(input, out, stage_config("normalize", config)), quiet)
+    cfg = stage_config("normalize", config, conflict=conflict, positive_threshold=threshold)
+    _show(run(input, out, cfg), quiet)
 
 
 @app.command()
@@ -226,6 +239,11 @@ def init(
     layers: Annotated[int | None, typer.Option()] = None,
     hidden: Annotated[int | None, typer.Option()] = None,
     heads: Annotated[int | None, typer.Option()] = None,
+    vocab_size: Annotated[int | None, typer.Option(help="BPE vocabulary (tiny base).")] = None,
+    max_length: Annotated[int | None, typer.Option(help="Context length (tiny base).")] = None,
+    gguf_file: Annotated[
+        str | None, typer.Option(help="A .gguf file inside a --base folder or hub repo.")
+    ] = None,
     trust_remote_code: Annotated[
         bool, typer.Option(help="Allow a hub model's own code (off by default).")
     ] = False,
@@ -246,6 +264,9 @@ def init(
         layers=layers,
         hidden=hidden,
         heads=heads,
+        vocab_size=vocab_size,
+        max_length=max_length,
+        gguf_file=gguf_file,
         trust_remote_code=True if trust_remote_code else None,
         seed=seed,
     )
@@ -266,8 +287,23 @@ def train(
     epochs: Annotated[float | None, typer.Option()] = None,
     lr: Annotated[float | None, typer.Option()] = None,
     batch_size: Annotated[int | None, typer.Option()] = None,
+    batch_tokens: Annotated[int | None, typer.Option(help="Padded tokens per batch.")] = None,
+    grad_accum: Annotated[int | None, typer.Option(help="Micro-batches per step.")] = None,
+    max_length: Annotated[int | None, typer.Option(help="Truncate sequences.")] = None,
+    warmup_steps: Annotated[int | None, typer.Option()] = None,
+    beta: Annotated[float | None, typer.Option(help="KTO/DPO temperature.")] = None,
     precision: Annotated[str | None, typer.Option(help="auto|fp32|bf16|fp16")] = None,
     device: Annotated[str | None, typer.Option(help="auto|cpu|cuda")] = None,
+    eval_every: Annotated[int | None, typer.Option(help="Validate every N steps.")] = None,
+    patience: Annotated[int | None, typer.Option(help="Early stopping (0 = off).")] = None,
+    save_every: Annotated[int | None, typer.Option(help="Step checkpoint every N.")] = None,
+    keep_last: Annotated[int | None, typer.Option(help="Step checkpoints kept.")] = None,
+    log_every: Annotated[int | None, typer.Option()] = None,
+    grad_checkpointing: Annotated[
+        bool, typer.Option("--grad-checkpointing", help="Recompute activations.")
+    ] = False,
+    compile: Annotated[bool, typer.Option("--compile", help="torch.compile the model.")] = False,
+    lora: Annotated[bool, typer.Option("--lora", help="Train LoRA adapters (peft).")] = False,
     resume: Annotated[
         bool, typer.Option(help="Continue from the last checkpoint in --out.")
     ] = False,
@@ -292,8 +328,21 @@ def train(
         epochs=epochs,
         lr=lr,
         batch_size=batch_size,
+        batch_tokens=batch_tokens,
+        grad_accum=grad_accum,
+        max_length=max_length,
+        warmup_steps=warmup_steps,
+        beta=beta,
         precision=precision,
         device=device,
+        eval_every=eval_every,
+        patience=patience,
+        save_every=save_every,
+        keep_last=keep_last,
+        log_every=log_every,
+        grad_checkpointing=True if grad_checkpointing else None,
+        compile=True if compile else None,
+        lora=True if lora else None,
         fsdp=True if fsdp else None,
         seed=seed,
     )
@@ -317,6 +366,8 @@ def evaluate(
     generate: Annotated[bool, typer.Option(help="Generate answers to the test prompts.")] = False,
     max_new_tokens: Annotated[int | None, typer.Option()] = None,
     best_of: Annotated[int | None, typer.Option(help="Rerank N samples by the head.")] = None,
+    sample: Annotated[bool, typer.Option(help="Sample instead of greedy decoding.")] = False,
+    temperature: Annotated[float | None, typer.Option(help="Sampling temperature.")] = None,
     max_rows: Annotated[int | None, typer.Option()] = None,
     device: Annotated[str | None, typer.Option(help="auto|cpu|cuda")] = None,
     config: ConfigOpt = None,
@@ -332,6 +383,8 @@ def evaluate(
         generate=True if generate else None,
         max_new_tokens=max_new_tokens,
         best_of=best_of,
+        do_sample=True if sample else None,
+        temperature=temperature,
         max_rows=max_rows,
         device=device,
     )
@@ -366,16 +419,28 @@ def pipeline(
 
 @app.command()
 def online(
-    logs: Annotated[Path, typer.Option("--logs", help="Folder new log files arrive in.")],
     work: Annotated[Path, typer.Option("--work", "-w", help="Work folder (state, versions).")],
+    logs: Annotated[
+        Path | None, typer.Option("--logs", help="Folder new log files arrive in.")
+    ] = None,
     once: Annotated[bool, typer.Option(help="Run one round and exit.")] = False,
     interval: Annotated[float | None, typer.Option(help="Seconds between rounds.")] = None,
+    rollback: Annotated[
+        str | None, typer.Option(help="Point WORK/current at an earlier version, e.g. v0003.")
+    ] = None,
     config: ConfigOpt = None,
 ) -> None:
     """Keep learning: consume new logs exactly once, train, gate, promote."""
     from lfft.config import stage_config
+    from lfft.online import rollback as run_rollback
     from lfft.online import run_online
 
+    if rollback is not None:
+        run_rollback(work, rollback)
+        typer.echo(f"{work}/current -> versions/{rollback}")
+        return
+    if logs is None:
+        raise LfftError("--logs is required: the folder new log files arrive in")
     cfg = stage_config("online", config, interval=interval)
     run_online(logs, work, cfg, once=once, config_path=config)
 

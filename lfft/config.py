@@ -30,7 +30,7 @@ class CollectConfig:
     implicit: bool = True  # infer feedback from the user's next message
     implicit_rules: str | None = None  # path to a TOML file overriding lfft/data/implicit rules
     partitions: int = 32  # hash partitions of events by session (bounded memory)
-    workers: int = 1  # processes reading input files in parallel
+    workers: int = 0  # processes reading/joining in parallel; 0 = auto (cores, inputs > 32 MB)
     batch_rows: int = 16_384
 
 
@@ -40,6 +40,9 @@ class CleanConfig:
     max_chars: int = 32_000  # context + prompt + response, in characters
     max_turns: int = 64  # context turns
     scrub_pii: bool = True
+    pii_kinds: list[str] = field(
+        default_factory=lambda: ["url_secret", "email", "card", "ip", "phone"]
+    )  # what scrub_pii replaces (lfft/data/pii.py)
     merge_across_sessions: bool = False  # same prompt+response in other sessions -> one row
     batch_rows: int = 16_384
 
@@ -52,6 +55,11 @@ class NormalizeConfig:
     rating_scale: float = 5.0  # default top of the scale when an event gives none
     positive_threshold: float = 0.5  # score >= threshold -> label 1
     label_scores: dict[str, float] = field(default_factory=dict)  # overrides label -> score
+    kind_scores: dict[str, float] = field(default_factory=dict)  # overrides e.g. copy -> 1.0
+    dwell_positive_ms: float = 10_000.0  # dwell at least this long -> positive
+    dwell_negative_ms: float = 2_000.0  # dwell shorter than this -> negative; between: none
+    conflict: str = "latest"  # within a tier: latest (newest event wins) | mean
+    partition_rows: int = 50_000  # rows per in-memory group partition (bounded memory)
     batch_rows: int = 16_384
 
 
@@ -112,6 +120,7 @@ class TrainConfig:
     compile: bool = False
     lora: bool = False
     lora_r: int = 8
+    lora_alpha: int = 16
     eval_every: int = 50
     save_every: int = 50
     keep_last: int = 2
@@ -122,6 +131,7 @@ class TrainConfig:
     desirable_weight: float | None = None  # KTO; default from the label ratio
     undesirable_weight: float | None = None
     unlikelihood_alpha: float = 1.0
+    max_pairs_per_group: int = 8  # DPO: pairs made within one group_id
     fsdp: bool = False
 
 
@@ -133,7 +143,10 @@ class EvaluateConfig:
     temperature: float = 1.0
     best_of: int = 1  # rerank n samples by the feedback head
     batch_size: int = 16
+    batch_tokens: int = 16_384  # padded-token budget per scoring batch
+    max_length: int = 512  # longer rows are cut as in training (prompt start, then response end)
     max_rows: int | None = None
+    calibration_bins: int = 10
     device: str = "auto"
     seed: int = 0
 
@@ -153,9 +166,12 @@ class OnlineConfig:
     interval: float = 300.0  # seconds between rounds
     replay_ratio: float = 1.0  # replayed old rows per new row
     min_new_rows: int = 1  # skip training when fewer new rows arrived
-    gate_tolerance: float = 0.02  # allowed relative regression of the gate metric
+    gate_tolerance: float = 0.02  # allowed relative regression of each gate metric
+    gate_metrics: list[str] = field(default_factory=lambda: ["nll_pos", "brier"])  # lower=better
+    gate_max_rows: int | None = 2_000  # rows of the frozen gate set that are scored
     max_steps: int = 50  # training steps per round
-    keep_versions: int = 10
+    keep_versions: int = 10  # newest versions kept on disk (current always kept; 0 = all)
+    seed: int = 0  # replay sampling
 
 
 STAGE_CONFIGS: dict[str, type] = {
@@ -252,6 +268,10 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
         if not isinstance(value, list | tuple) or len(value) != len(args):
             raise ConfigError(f"{where}: expected a list of {len(args)} values, got {value!r}")
         return tuple(_coerce(v, a, where) for v, a in zip(value, args, strict=True))
+    if origin is list:
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        return [_coerce(v, args[0], where) for v in value] if args else list(value)
     if origin is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a table, got {value!r}")
