@@ -43,17 +43,17 @@ clean-work:
 
 # Per-stage targets (what `lfft pipeline` chains), used by the CI smoke test and for debugging.
 collect: $(STAMP)
-	$(BIN)/lfft collect $(SAMPLES)/events --out $(WORK)/interactions.parquet
+	$(BIN)/lfft collect $(SAMPLES)/events --out $(WORK)/interactions.parquet --config $(SAMPLES)/lfft.toml
 clean: collect
-	$(BIN)/lfft clean $(WORK)/interactions.parquet --out $(WORK)/clean.parquet
+	$(BIN)/lfft clean $(WORK)/interactions.parquet --out $(WORK)/clean.parquet --config $(SAMPLES)/lfft.toml
 normalize: clean
-	$(BIN)/lfft normalize $(WORK)/clean.parquet --out $(WORK)/feedback.parquet
+	$(BIN)/lfft normalize $(WORK)/clean.parquet --out $(WORK)/feedback.parquet --config $(SAMPLES)/lfft.toml
 split: normalize
-	$(BIN)/lfft split $(WORK)/feedback.parquet --out $(WORK)/splits
+	$(BIN)/lfft split $(WORK)/feedback.parquet --out $(WORK)/splits --config $(SAMPLES)/lfft.toml
 init: split
 	$(BIN)/lfft init --out $(WORK)/ckpt/init --data $(WORK)/splits/train.parquet --config $(SAMPLES)/lfft.toml
 train: init
 	$(BIN)/lfft train --model $(WORK)/ckpt/init --data $(WORK)/splits --out $(WORK)/ckpt/final --config $(SAMPLES)/lfft.toml
 evaluate: train
-	$(BIN)/lfft evaluate --model $(WORK)/ckpt/final --data $(WORK)/splits/test.parquet --out $(WORK)/eval --baseline $(WORK)/ckpt/init
+	$(BIN)/lfft evaluate --model $(WORK)/ckpt/final --data $(WORK)/splits/test.parquet --out $(WORK)/eval --baseline $(WORK)/ckpt/init --config $(SAMPLES)/lfft.toml
 smoke: evaluate

@@ -109,6 +109,9 @@ def clean(
     merge_across_sessions: Annotated[
         bool, typer.Option(help="Merge the same prompt+response across sessions.")
     ] = False,
+    workers: Annotated[
+        int | None, typer.Option(help="Parallel processes (0 = auto: one per core, big inputs).")
+    ] = None,
     config: ConfigOpt = None,
     quiet: Quiet = False,
 ) -> None:
@@ -122,6 +125,7 @@ def clean(
         max_chars=max_chars,
         scrub_pii=False if no_scrub else None,
         merge_across_sessions=True if merge_across_sessions else None,
+        workers=workers,
     )
     _show(run(input, out, cfg), quiet)
 
@@ -136,6 +140,9 @@ def normalize(
     threshold: Annotated[
         float | None, typer.Option(help="label = 1 when score >= threshold (0.5)")
     ] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Parallel processes (0 = auto: one per core, big inputs).")
+    ] = None,
     config: ConfigOpt = None,
     quiet: Quiet = False,
 ) -> None:
@@ -143,7 +150,9 @@ def normalize(
     from lfft.config import stage_config
     from lfft.data.normalize import normalize as run
 
-    cfg = stage_config("normalize", config, conflict=conflict, positive_threshold=threshold)
+    cfg = stage_config(
+        "normalize", config, conflict=conflict, positive_threshold=threshold, workers=workers
+    )
     _show(run(input, out, cfg), quiet)
 
 
@@ -352,7 +361,8 @@ def train(
         raise typer.Exit(launch(nproc, sys.argv[1:]))
     from lfft.model.train import train as run
 
-    _show(run(model, data, out, cfg, resume=resume), quiet)
+    result = run(model, data, out, cfg, resume=resume)
+    _show(result, quiet or os.environ.get("RANK", "0") != "0")  # torchrun: rank 0 reports
 
 
 @app.command()

@@ -32,6 +32,7 @@ class CollectConfig:
     partitions: int = 32  # hash partitions of events by session (bounded memory)
     workers: int = 0  # processes reading/joining in parallel; 0 = auto (cores, inputs > 32 MB)
     batch_rows: int = 16_384
+    part_rows: int = 0  # rows per output part file; 0 = one file (a folder --out: 1M-row parts)
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,9 @@ class CleanConfig:
         default_factory=lambda: ["url_secret", "email", "card", "ip", "phone"]
     )  # what scrub_pii replaces (lfft/data/pii.py)
     merge_across_sessions: bool = False  # same prompt+response in other sessions -> one row
+    workers: int = 0  # processes; 0 = auto (cores, inputs above 200,000 rows)
     batch_rows: int = 16_384
+    part_rows: int = 0  # rows per output part file; 0 = one file (a folder --out: 1M-row parts)
 
 
 @dataclass(frozen=True)
@@ -60,7 +63,9 @@ class NormalizeConfig:
     dwell_negative_ms: float = 2_000.0  # dwell shorter than this -> negative; between: none
     conflict: str = "latest"  # within a tier: latest (newest event wins) | mean
     partition_rows: int = 50_000  # rows per in-memory group partition (bounded memory)
+    workers: int = 0  # processes; 0 = auto (cores, inputs above 200,000 rows)
     batch_rows: int = 16_384
+    part_rows: int = 0  # rows per output part file; 0 = one file (a folder --out: 1M-row parts)
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,7 @@ class SplitConfig:
     seed: int = 0
     unlabeled: str = "keep"  # keep (LM-only training rows) | drop
     batch_rows: int = 16_384
+    part_rows: int = 0  # rows per output part file; 0 = one file (a folder --out: 1M-row parts)
 
 
 @dataclass(frozen=True)
@@ -188,17 +194,22 @@ STAGE_CONFIGS: dict[str, type] = {
 }
 
 
+def read_toml(path: Path, what: str = "file") -> dict[str, Any]:
+    """Parse a TOML file, turning a missing or malformed file into a one-line ConfigError."""
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: {what} not found") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: not valid TOML ({e})") from None
+
+
 def load_toml(path: str | Path | None) -> dict[str, Any]:
     """Read a TOML config and check its tables against the known stages."""
     if path is None:
         return {}
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{path}: not valid TOML ({e})") from None
+    data = read_toml(path, "config file")
     unknown = sorted(set(data) - set(STAGE_CONFIGS))
     if unknown:
         raise ConfigError(

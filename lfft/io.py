@@ -128,10 +128,14 @@ def write_table(
 
 
 def artifact_files(path: str | os.PathLike) -> list[Path]:
-    """The Parquet files of an artifact: the file itself, or a folder's ``*.parquet`` parts."""
+    """The Parquet files of an artifact: the file itself, or a folder's ``*.parquet`` parts
+    (not the folder's own ``rejects.parquet``, see :func:`rejects_path`)."""
     path = Path(path)
     if path.is_dir():
-        parts = sorted(p for p in path.glob("*.parquet") if not p.name.startswith("."))
+        rejects = rejects_path(path)
+        parts = sorted(
+            p for p in path.glob("*.parquet") if not p.name.startswith(".") and p != rejects
+        )
         if not parts:
             raise LfftError(f"{path}: folder holds no .parquet files")
         return parts

@@ -15,7 +15,7 @@ from lfft.config import CollectConfig
 from lfft.data import collect as collect_mod
 from lfft.data.collect import collect, parse_column_map
 from lfft.errors import ConfigError, LfftError
-from lfft.io import read_meta, read_table, rejects_path
+from lfft.io import ArtifactWriter, read_meta, read_table, rejects_path
 from lfft.schemas import INTERACTIONS, REJECTS
 
 EVENTS = CollectConfig(format="events")
@@ -416,8 +416,8 @@ def test_failure_mid_write_leaves_no_artifact_and_no_temp_files(tmp_path, monkey
             raise RuntimeError("killed")
         return original(self, data)
 
-    original = collect_mod.ArtifactWriter.write
-    monkeypatch.setattr(collect_mod.ArtifactWriter, "write", failing_write)
+    original = ArtifactWriter.write
+    monkeypatch.setattr(ArtifactWriter, "write", failing_write)
     with pytest.raises(RuntimeError, match="killed"):
         cfg = CollectConfig(format="events", batch_rows=5, workers=workers)
         collect([src], out_dir / "i.parquet", cfg)

@@ -23,6 +23,7 @@ import json
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,12 +33,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from lfft.config import CleanConfig, as_dict
+from lfft.data.parts import open_output
 from lfft.data.pii import check_kinds, scrub_array
+from lfft.data.pool import ordered_map, resolve_workers
 from lfft.data.rejects import RAW_LIMIT, RejectSink, reject_table
 from lfft.data.spill import HashPartitions, Spill, hash64
 from lfft.data.text import context_strings, fix_array, join_columns, map_list_field, remap_span
 from lfft.errors import NoUsableRows
-from lfft.io import ArtifactWriter, fingerprints, iter_batches, read_schema, rejects_path
+from lfft.io import count_rows, fingerprints, iter_batches, read_schema, rejects_path
 from lfft.report import StageResult
 from lfft.schemas import CLEAN, INTERACTIONS, make_metadata, validate
 
@@ -47,6 +50,7 @@ ROW = "_row"  # input row number: keeps merges and output order deterministic
 WORK = pa.schema(list(CLEAN) + [pa.field(KEY, pa.uint64()), pa.field(ROW, pa.int64())])
 REASONS = ("empty_response", "empty_prompt", "too_many_turns", "too_long", "duplicate_merged")
 DUPLICATE_ROWS_PER_PARTITION = 50_000
+PARALLEL_ROWS = 200_000  # auto workers: smaller inputs are cleaned in one process
 
 
 @dataclass
@@ -174,9 +178,9 @@ def clean(input: Path, out: Path, cfg: CleanConfig) -> StageResult:
     ):
         stage1 = Spill(Path(tmp) / "stage1.parquet", WORK)
         keys = []
-        for batch in iter_batches(input, batch_rows=cfg.batch_rows, schema=INTERACTIONS):
-            prep = prepare_table(batch, cfg, str(input), result.rows_in)
-            result.rows_in += batch.num_rows
+        workers = resolve_workers(cfg.workers, count_rows(input), PARALLEL_ROWS)
+        for rows, prep in ordered_map(_prepare, _numbered_batches(input, cfg), workers):
+            result.rows_in += rows
             sink.add_table(prep.rejects)
             stage1.write(prep.kept)
             keys.append(prep.kept.column(KEY).to_numpy())
@@ -186,7 +190,7 @@ def clean(input: Path, out: Path, cfg: CleanConfig) -> StageResult:
         dup_rows = int(sum(np.isin(k, dup).sum() for k in keys)) if dup.size else 0
         del keys
 
-        writer = ArtifactWriter(out, CLEAN, meta)
+        writer = open_output(out, CLEAN, meta, cfg.part_rows)
         try:
             survivors, merged = _merge_spilled(
                 stage1, dup, dup_rows, Path(tmp), cfg, sink, str(input)
@@ -222,6 +226,19 @@ def clean(input: Path, out: Path, cfg: CleanConfig) -> StageResult:
 
 
 # --- helpers ---------------------------------------------------------------------------------
+
+
+def _numbered_batches(input: Path, cfg: CleanConfig) -> Iterator[tuple]:
+    """``prepare_table`` arguments for each input batch (with its first row's number)."""
+    first = 0
+    for batch in iter_batches(input, batch_rows=cfg.batch_rows, schema=INTERACTIONS):
+        yield batch, cfg, str(input), first
+        first += batch.num_rows
+
+
+def _prepare(args: tuple) -> tuple[int, Prepared]:
+    """Worker: one batch prepared, with its number of input rows."""
+    return args[0].num_rows, prepare_table(*args)
 
 
 def _merge_spilled(

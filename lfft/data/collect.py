@@ -18,14 +18,12 @@ from __future__ import annotations
 import contextlib
 import functools
 import gc
-import multiprocessing
 import os
 import sys
 import tempfile
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from itertools import accumulate, chain
 from pathlib import Path
@@ -35,12 +33,19 @@ import pyarrow as pa
 from lfft.config import CollectConfig, as_dict
 from lfft.data import events as ev
 from lfft.data.implicit import load_rules
-from lfft.data.partition import DEFAULT_BUDGET, PartitionStore, read_partition
-from lfft.data.readers import compression, expand_inputs, iter_lines
+from lfft.data.partition import (
+    DEFAULT_BUDGET,
+    RECORD_OVERHEAD,
+    PartitionStore,
+    read_partition,
+)
+from lfft.data.parts import Writer, open_output
+from lfft.data.pool import ordered, process_pool, resolve_workers
+from lfft.data.readers import compression, expand_inputs, iter_line_blocks, strip_eol
 from lfft.data.records import Parsed, RowBuffer
 from lfft.data.rejects import RejectSink
 from lfft.errors import LfftError
-from lfft.io import ArtifactWriter, fingerprints, rejects_path
+from lfft.io import fingerprints, rejects_path
 from lfft.report import StageResult
 from lfft.schemas import FEEDBACK_EVENT, INTERACTIONS, MESSAGE, TS, make_metadata
 
@@ -88,7 +93,7 @@ def collect(inputs: list[Path], out: Path, cfg: CollectConfig) -> StageResult:
     counts = _Counts(formats=Counter(formats))
     with (
         RejectSink(out, STAGE, config) as sink,
-        ArtifactWriter(out, INTERACTIONS, meta) as writer,
+        open_output(out, INTERACTIONS, meta, cfg.part_rows) as writer,
     ):
         event_files = [f for f, fmt in zip(files, formats, strict=True) if fmt == EVENTS]
         if event_files:
@@ -181,7 +186,7 @@ def _collect_events(
     files: list[Path],
     out: Path,
     cfg: CollectConfig,
-    writer: ArtifactWriter,
+    writer: Writer,
     sink: RejectSink,
     counts: _Counts,
 ) -> None:
@@ -245,8 +250,7 @@ def _parallel(
     Groups are contiguous in file order and partitions come back in order, so the output is
     the same as in one process.
     """
-    ctx = multiprocessing.get_context("spawn")
-    pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=gc.disable)
+    pool = process_pool(workers, initializer=gc.disable)
     try:
         groups = _file_groups(plan.names, workers * 3)
         spills: list[list[str]] = [[] for _ in range(plan.n_parts)]
@@ -260,7 +264,7 @@ def _parallel(
             for k, path in enumerate(paths):
                 if path is not None:
                     spills[k].append(path)
-        yield from _ordered(pool, _pass2, [(plan, paths) for paths in spills], workers + 1)
+        yield from ordered(pool, _pass2, [(plan, paths) for paths in spills], workers + 1)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
@@ -281,28 +285,33 @@ def _pass2(args: tuple[_Plan, list[str]]) -> _Joined:
     return _join_partition(read_partition([Path(p) for p in paths]), plan, _implicit(plan))
 
 
-def _ordered(pool: ProcessPoolExecutor, fn: Callable, args: list, window: int) -> Iterator:
-    """``pool.map`` in order, with at most ``window`` results in flight (bounded memory)."""
-    pending: deque = deque()
-    for a in args:
-        pending.append(pool.submit(fn, a))
-        if len(pending) >= window:
-            yield pending.popleft().result()
-    while pending:
-        yield pending.popleft().result()
-
-
 def _read_file(fi: int, plan: _Plan, store: PartitionStore, reject: Callable) -> int:
-    """Pass 1 over one file: parse each line into the store, or reject it. Returns lines read."""
+    """Pass 1 over one file: parse each line into the store, or reject it. Returns lines read.
+
+    The hot loop of collect: :meth:`PartitionStore.add` written out, lines as read in blocks.
+    """
     name = plan.names[fi]
-    parse, add, n = ev.parse_line, store.add, 0
-    for n, line in iter_lines(Path(name)):  # noqa: B007 (n is the count after the loop)
-        try:
-            rec = parse(line, fi, n)
-        except ev.EventError as e:
-            reject(name, f"{name}:{n}", e.reason, line, e.detail)
-            continue
-        add(rec, rec[1], len(line))
+    parse, event_error, overhead = ev.parse_line, ev.EventError, RECORD_OVERHEAD
+    groups, budget, held = store.groups, store.budget, store.held
+    n = 0
+    for block in iter_line_blocks(Path(name)):
+        for line in block:
+            n += 1
+            try:
+                rec = parse(line, fi, n)
+            except event_error as e:
+                reject(name, f"{name}:{n}", e.reason, strip_eol(line), e.detail)
+                continue
+            group = groups.get(rec[1])
+            if group is None:
+                groups[rec[1]] = [rec]
+            else:
+                group.append(rec)
+            held += len(line) + overhead
+        if held > budget:
+            store.spill()
+            held = 0
+    store.held = held
     return n
 
 
@@ -321,8 +330,7 @@ def _join_partition(
         for rec, reason, detail in rejected:
             name = names[rec[ev.FILE]]
             part.rejects.append((name, f"{name}:{rec[ev.LINE]}", reason, ev.render(rec), detail))
-        for row in rows:
-            builder.add(row)
+        builder.add(rows)
         if len(builder) >= plan.batch_rows:
             part.tables.append(builder.table())
     if len(builder):
@@ -357,12 +365,7 @@ def _input_bytes(files: list[Path]) -> int:
 
 def _workers(requested: int, files: list[Path]) -> int:
     """``requested`` processes, or with 0 (auto) one per core for inputs above 32 MB."""
-    if requested > 0:
-        return requested
-    if _input_bytes(files) < _PARALLEL_BYTES:
-        return 1
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, min(cores or 1, 8))
+    return resolve_workers(requested, _input_bytes(files), _PARALLEL_BYTES)
 
 
 def _file_groups(names: list[str], n_groups: int) -> list[list[int]]:
@@ -431,7 +434,7 @@ class _Progress:
 class _TableBuffer:
     """Gather small tables into row groups of about ``rows`` rows before writing."""
 
-    def __init__(self, writer: ArtifactWriter, rows: int):
+    def __init__(self, writer: Writer, rows: int):
         self.writer, self.rows = writer, rows
         self.tables: list[pa.Table] = []
         self.n = 0
@@ -459,21 +462,23 @@ class _Columns:
     def __len__(self) -> int:
         return len(self.rows)
 
-    def add(self, row: list) -> None:
-        self.rows.append(row)
+    def add(self, rows: list[list]) -> None:
+        self.rows += rows
 
     def table(self) -> pa.Table:
-        iid, sid, user, ts, context, prompt, response, model, feedback = zip(
+        iid, sid, user, ts, roles, contents, prompt, response, model, feedback = zip(
             *self.rows, strict=True
         )
         self.rows = []
         string = pa.string()
-        turns = list(chain.from_iterable(context))
-        roles, contents = zip(*turns, strict=True) if turns else ((), ())
         context_array = pa.ListArray.from_arrays(
-            pa.array(list(accumulate(map(len, context), initial=0)), pa.int32()),
+            pa.array(list(accumulate(map(len, roles), initial=0)), pa.int32()),
             pa.StructArray.from_arrays(
-                [pa.array(roles, string), pa.array(contents, string)], fields=list(MESSAGE)
+                [
+                    pa.array(list(chain.from_iterable(roles)), string),
+                    pa.array(list(chain.from_iterable(contents)), string),
+                ],
+                fields=list(MESSAGE),
             ),
         )
         events = list(chain.from_iterable(feedback))
@@ -489,7 +494,7 @@ class _Columns:
                 pa.array(origin, string),
                 pa.array(value, pa.float64()),
                 pa.array(text, string),
-                pa.array(fts, TS),
+                _timestamps(fts),
                 pa.array(ref, string),
                 pa.array(scale, pa.float64()),
                 pa.nulls(m, pa.int32()),
@@ -500,13 +505,14 @@ class _Columns:
         feedback_array = pa.ListArray.from_arrays(
             pa.array(list(accumulate(map(len, feedback), initial=0)), pa.int32()), fb_values
         )
+        n = len(iid)
         return pa.Table.from_arrays(
             [
                 pa.array(iid, string),
                 pa.array(sid, string),
                 pa.array(user, string),
-                pa.array([EVENTS] * len(iid), string),
-                pa.array(ts, TS),
+                pa.repeat(pa.scalar(EVENTS, string), n),
+                _timestamps(ts),
                 context_array,
                 pa.array(prompt, string),
                 pa.array(response, string),
@@ -515,6 +521,11 @@ class _Columns:
             ],
             schema=INTERACTIONS,
         )
+
+
+def _timestamps(ms: tuple) -> pa.Array:
+    """Epoch milliseconds (or None) -> a ``TS`` array (10x faster than ``pa.array(ms, TS)``)."""
+    return pa.array(ms, pa.int64()).cast(TS)
 
 
 # --- other formats -----------------------------------------------------------------------------

@@ -13,7 +13,7 @@ import json
 import math
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 from lfft.data.records import parse_ts
 
@@ -36,7 +36,9 @@ _MS = timedelta(milliseconds=1)
 _THUMBS = {"up": 1.0, "down": 0.0}
 # The one copy of each role/kind string: records share it instead of holding their own.
 _NAMES = {name: name for name in ROLES | FEEDBACK_KINDS | ACTION_KINDS}
+_ROLE_NAMES = {name: name for name in ROLES}
 _MIN_MS, _MAX_MS = -62_135_596_800_000, 253_402_300_799_999  # years 1..9999
+_LINE_ENDS = frozenset(("\n", "\r\n"))
 _scan = json.JSONDecoder().scan_once  # the C scanner behind json.loads, without its wrappers
 _fromiso = datetime.fromisoformat
 
@@ -54,7 +56,11 @@ class EventError(Exception):
 
 
 def parse_line(line: bytes, file_index: int, line_no: int) -> tuple:
-    """One line of lfft-events -> a message or feedback record; :class:`EventError` if unusable."""
+    """One line of lfft-events -> a message or feedback record; :class:`EventError` if unusable.
+
+    The line may still end with its ``\n`` (or ``\r\n``): JSON allows whitespace after a
+    value, and the reader saves a copy of every line by not stripping it.
+    """
     if not line or line.isspace():
         raise EventError("blank_line", "an empty line is not an event")
     try:
@@ -63,21 +69,23 @@ def parse_line(line: bytes, file_index: int, line_no: int) -> tuple:
         raise EventError("invalid_utf8", f"byte {e.start} is not UTF-8 ({e.reason})") from None
     try:
         obj, end = _scan(text, 0)
-        if end != len(text):
+        if end != len(text) and text[end:] not in _LINE_ENDS:
             raise ValueError
     except (StopIteration, ValueError, RecursionError):
         obj = _loads(text)
     if type(obj) is not dict:
         raise EventError("not_an_object", f"{_tname(obj)}, expected a JSON object")
     rec = parse_event(obj, file_index, line_no, text)
-    if "\\u" in text:
+    if "\\" in text and "\\u" in text:  # one-character search first: much faster
         _check_encodable(rec)
     return rec
 
 
 def _loads(text: str) -> Any:
     """The slow path of :func:`parse_line`: leading BOM/whitespace, trailing text, errors."""
-    if text[0] == "\ufeff":
+    if text.endswith("\n"):  # errors then point into the line, not at its end
+        text = text[:-2] if text.endswith("\r\n") else text[:-1]
+    if text[:1] == "\ufeff":
         text = text[1:]
     try:
         return json.loads(text)
@@ -114,10 +122,11 @@ def _message(obj: dict, sid: str, eid: str | None, fi: int, ln: int) -> tuple:
     if parent is not None and (type(parent) is not str or not parent):
         parent = _id(obj, "parent_id", required=False)
     role = get("role")
-    if type(role) is not str:
-        _missing_or_wrong("role", role)
-    if role not in ROLES:
-        raise EventError("unknown_role", f"role {_short(role)}; expected system, user or assistant")
+    role = _ROLE_NAMES.get(role) if type(role) is str else _missing_or_wrong("role", role)
+    if role is None:
+        raise EventError(
+            "unknown_role", f"role {_short(get('role'))}; expected system, user or assistant"
+        )
     content = get("content")
     if type(content) is not str:
         _missing_or_wrong("content", content)
@@ -130,8 +139,10 @@ def _message(obj: dict, sid: str, eid: str | None, fi: int, ln: int) -> tuple:
     user = get("user_id")
     if user is not None and (type(user) is not str or not user):
         user = _id(obj, "user_id", required=False)
-    role = _NAMES[role]
-    return (MSG, sid, fi, ln, eid, mid, parent, role, content, _ts(get("ts")), model, user)
+    ts = get("ts")
+    if ts is not None:
+        ts = _ts(ts)
+    return (MSG, sid, fi, ln, eid, mid, parent, role, content, ts, model, user)
 
 
 def _feedback(obj: dict, event: str, sid: str, eid: str | None, fi: int, ln: int, raw: str):
@@ -269,7 +280,7 @@ def _ts(v: Any) -> int | None:
         raise EventError("bad_timestamp", f"ts {_short(v)} is not ISO-8601 or epoch") from None
 
 
-def _missing_or_wrong(key: str, v: Any, reason: str = "wrong_type", what: str = "") -> None:
+def _missing_or_wrong(key: str, v: Any, reason: str = "wrong_type", what: str = "") -> NoReturn:
     if v is None:
         raise EventError("missing_field", f"no {key!r}")
     raise EventError(reason, f"{what or repr(key)} must be a string, got {_tname(v)}")
@@ -299,7 +310,10 @@ def _short(v: Any) -> str:
 def render(rec: tuple) -> str:
     """A record as an lfft-events line again (the ``raw`` of rejects decided after the join)."""
     if rec[TYPE] == FB:
-        return rec[RAW]
+        raw = rec[RAW]  # the line as read, perhaps with its line end
+        if raw.endswith("\n"):
+            return raw[:-2] if raw.endswith("\r\n") else raw[:-1]
+        return raw
     obj = {
         "event": "message",
         "session_id": rec[SID],
@@ -316,13 +330,14 @@ def render(rec: tuple) -> str:
 
 # --- joining one session -----------------------------------------------------------------------
 
-# A row: [interaction_id, session_id, user_id, ts_ms, context, prompt, response, model, feedback]
-# with context a list of (role, content) and feedback a list of
-# (kind, origin, value, text, ts_ms, ref, scale).
+# A row: [interaction_id, session_id, user_id, ts_ms, roles, contents, prompt, response, model,
+# feedback]: the context as a tuple of roles and a tuple of contents (shared by the rows that
+# have the same context), feedback a list of (kind, origin, value, text, ts_ms, ref, scale).
 Row = list
+FEEDBACK_COL = 9  # where a row keeps its feedback list
 Rejected = tuple  # (record, reason, detail)
 Implicit = Callable[[str, str], "tuple[str, float] | None"]
-_OK = None
+_ROOT = ((), (), None)  # the context above a first message: no turns, no user
 
 
 def join_session(
@@ -336,26 +351,28 @@ def join_session(
     """
     rejected: list[Rejected] = []
     msgs, feedback = _dedup(recs, rejected)
-    status = _chain_status(msgs)
-    answers = [m for m in msgs.values() if m[ROLE] == "assistant" and status[m[MID]] is _OK]
+    chains, broken = _chains(msgs)
+    answers = [m for m in msgs.values() if m[ROLE] == "assistant" and m[MID] in chains]
     if len(answers) > 1:
         answers.sort(key=_order)
-    memo: dict[str, tuple] = {}
     used: set[str] = set()
     rows: list[list] = []
     row_of: dict[str, list] = {}
     for m in answers:
-        prompt = msgs.get(m[PARENT])
+        parent = m[PARENT]
+        prompt = msgs.get(parent) if parent is not None else None
         if prompt is None or prompt[ROLE] != "user":
             continue
-        context, user = _context(prompt[PARENT], msgs, memo)
+        above = prompt[PARENT]
+        roles, contents, user = chains[above] if above is not None else _ROOT
         mid = m[MID]
         row = [
             f"{sid}:{mid}",
             sid,
             m[USER] or prompt[USER] or user,
             m[MTS],
-            context,
+            roles,
+            contents,
             prompt[CONTENT],
             m[CONTENT],
             m[MODEL],
@@ -371,11 +388,11 @@ def join_session(
     if len(used) < len(msgs):
         for m in msgs.values():
             if m[MID] not in used:
-                rejected.append((m, *_why_unused(m, msgs, status)))
+                rejected.append((m, *_why_unused(m, msgs, broken)))
     n_fb = _attach(sid, feedback, msgs, row_of, rejected) if feedback else 0
     for row in rows:
-        if len(row[8]) > 1:
-            row[8].sort(key=_fb_order)
+        if len(row[FEEDBACK_COL]) > 1:
+            row[FEEDBACK_COL].sort(key=_fb_order)
     return rows, rejected, len(used) + n_fb
 
 
@@ -392,10 +409,10 @@ def _dedup(recs: list[tuple], rejected: list[Rejected]) -> tuple[dict[str, tuple
                     rejected.append((r, "duplicate_event", f"event id {eid!r} was seen before"))
                     continue
                 seen.add(eid)
-            old = msgs.get(r[MID])
-            if old is None:
-                msgs[r[MID]] = r
-            elif old[MID : USER + 1] == r[MID : USER + 1]:
+            old = msgs.setdefault(r[MID], r)
+            if old is r:
+                continue
+            if old[MID : USER + 1] == r[MID : USER + 1]:
                 rejected.append((r, "duplicate_event", f"message {r[MID]!r} delivered again"))
             else:
                 detail = f"message {r[MID]!r} arrived earlier with other fields; the first is kept"
@@ -411,69 +428,71 @@ def _dedup(recs: list[tuple], rejected: list[Rejected]) -> tuple[dict[str, tuple
     return msgs, feedback
 
 
-def _chain_status(msgs: dict[str, tuple]) -> dict[str, tuple | None]:
-    """Per message: ``None`` if its ancestors all arrived, else (reason, detail)."""
-    status: dict[str, tuple | None] = {}
+def _chains(msgs: dict[str, tuple]) -> tuple[dict[str, tuple], dict[str, tuple]]:
+    """Walk every message up to its root, once: ``(chains, broken)``.
+
+    ``chains[m]`` is, for a message whose ancestors all arrived, ``(roles, contents, user)`` of
+    the turns from the root down to ``m`` (inclusive) and the nearest ``user_id`` among them;
+    ``broken[m]`` is ``(reason, detail)`` for every other message.
+    """
+    chains: dict[str, tuple] = {}
+    broken: dict[str, tuple] = {}
     limit = len(msgs)
     for start, rec in msgs.items():
-        if start in status:
+        if start in chains or start in broken:
             continue
-        path = [start]
+        path = [rec]
         parent = rec[PARENT]
         while True:
             if parent is None:
-                result = _OK
+                base = _ROOT
                 break
-            if parent in status:
-                result = status[parent]
+            base = chains.get(parent)
+            if base is not None:
+                break
+            bad = broken.get(parent)
+            if bad is not None:
                 break
             prec = msgs.get(parent)
             if prec is None:
-                result = ("missing_parent", f"ancestor {parent!r} never appears in the session")
+                bad = ("missing_parent", f"ancestor {parent!r} never appears in the session")
                 break
             if len(path) > limit:
-                result = ("parent_cycle", f"message {parent!r} is its own ancestor")
+                bad = ("parent_cycle", f"message {parent!r} is its own ancestor")
                 break
-            path.append(parent)
+            path.append(prec)
             parent = prec[PARENT]
-        for m in path:
-            status[m] = result
-    return status
-
-
-def _context(mid: str | None, msgs: dict[str, tuple], memo: dict) -> tuple[list, str | None]:
-    """The turns from the root down to ``mid`` (inclusive), and the nearest user_id among them."""
-    if mid is None:
-        return [], None
-    chain = []
-    while mid is not None and mid not in memo:
-        chain.append(mid)
-        mid = msgs[mid][PARENT]
-    turns, user = memo[mid] if mid is not None else ((), None)
-    for m in reversed(chain):
-        rec = msgs[m]
-        turns = (*turns, (rec[ROLE], rec[CONTENT]))
-        user = rec[USER] or user
-        memo[m] = (turns, user)
-    return list(turns), user
+        if base is None:
+            for m in path:
+                broken[m[MID]] = bad
+            continue
+        roles, contents, user = base
+        for m in reversed(path):
+            roles += (m[ROLE],)
+            contents += (m[CONTENT],)
+            user = m[USER] or user
+            chains[m[MID]] = (roles, contents, user)
+    return chains, broken
 
 
 def _infer(msgs: dict[str, tuple], row_of: dict[str, list], implicit: Implicit, used: set[str]):
     """Implicit feedback: the user's next message after a response (its user children)."""
     for m in msgs.values():
-        row = row_of.get(m[PARENT]) if m[ROLE] == "user" and m[PARENT] is not None else None
+        if m[ROLE] != "user":
+            continue
+        row = row_of.get(m[PARENT])
         if row is None:
             continue
-        signal = implicit(row[5], m[CONTENT])
+        signal = implicit(row[6], m[CONTENT])
         if signal is not None:
             kind, value = signal
-            row[8].append((kind, "implicit", value, m[CONTENT], m[MTS], None, None))
+            row[FEEDBACK_COL].append((kind, "implicit", value, m[CONTENT], m[MTS], None, None))
             used.add(m[MID])
 
 
-def _why_unused(m: tuple, msgs: dict[str, tuple], status: dict) -> tuple[str, str]:
-    bad = status[m[MID]]
-    if bad is not _OK:
+def _why_unused(m: tuple, msgs: dict[str, tuple], broken: dict) -> tuple[str, str]:
+    bad = broken.get(m[MID])
+    if bad is not None:
         return bad
     if m[ROLE] == "assistant":
         parent = msgs.get(m[PARENT]) if m[PARENT] is not None else None
@@ -486,16 +505,18 @@ def _attach(sid: str, feedback: list[tuple], msgs, row_of, rejected: list[Reject
     """Attach feedback/action records to their rows; returns how many attached."""
     n = 0
     for f in feedback:
-        target = msgs.get(f[MID])
-        problem = _target_problem(f[MID], target, row_of)
-        ref = f[REF]
-        if problem is None and ref is not None:
-            problem = _preference_problem(f, target, msgs.get(ref), row_of)
-            ref = f"{sid}:{ref}"
-        if problem is not None:
-            rejected.append((f, *problem))
-            continue
-        row_of[f[MID]][8].append((f[KIND], f[ORIGIN], f[VALUE], f[TEXT], f[FTS], ref, f[SCALE]))
+        mid, ref = f[MID], f[REF]
+        row = row_of.get(mid)
+        if row is None or ref is not None:  # else the common case: a response in a row
+            target = msgs.get(mid)
+            problem = _target_problem(mid, target, row_of)
+            if problem is None and ref is not None:
+                problem = _preference_problem(f, target, msgs.get(ref), row_of)
+                ref = f"{sid}:{ref}"
+            if problem is not None:
+                rejected.append((f, *problem))
+                continue
+        row[FEEDBACK_COL].append((f[KIND], f[ORIGIN], f[VALUE], f[TEXT], f[FTS], ref, f[SCALE]))
         n += 1
     return n
 

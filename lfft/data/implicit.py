@@ -20,12 +20,13 @@ matched case-insensitively.
 
 from __future__ import annotations
 
+import functools
 import re
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lfft.config import read_toml
 from lfft.errors import ConfigError
 
 DEFAULT_RULES: dict[str, dict[str, Any]] = {
@@ -186,7 +187,7 @@ class Rule:
     value: float
     max_chars: int
     pattern: re.Pattern | None  # the rule's patterns as one alternation
-    requires: re.Pattern | None = None  # try the pattern only if the reply holds one of these
+    requires: re.Pattern | None = None  # try the pattern only if the lower-cased reply holds one
     min_similarity: float | None = None
     min_words: int = 2
 
@@ -198,16 +199,16 @@ class ImplicitRules:
         self.rules = [_build_rule(kind, table[kind]) for kind in order if kind in table]
 
     def __call__(self, prompt: str, reply: str) -> tuple[str, float] | None:
+        low = None  # the reply lower-cased, for the ``requires`` filters
         for rule in self.rules:
             if len(reply) > rule.max_chars:
                 continue
             pattern = rule.pattern
-            if (
-                pattern is not None
-                and rule.requires is not None
-                and not rule.requires.search(reply)
-            ):
-                pattern = None
+            if pattern is not None and rule.requires is not None:
+                if low is None:
+                    low = reply.lower()
+                if rule.requires.search(low) is None:
+                    pattern = None
             if (pattern is not None and pattern.search(reply)) or (
                 rule.min_similarity is not None
                 and similarity(prompt, reply, rule.min_words) >= rule.min_similarity
@@ -216,14 +217,22 @@ class ImplicitRules:
         return None
 
 
-def content_words(text: str) -> set[str]:
-    return set(_WORD.findall(text.lower())).difference(STOP_WORDS)
+@functools.lru_cache(maxsize=4096)
+def content_words(text: str) -> frozenset[str]:
+    """Lower-cased words of two or more characters, minus stop words.
+
+    Cached: a user's reply to one response is usually the prompt of the next.
+    """
+    return frozenset(_WORD.findall(text.lower())).difference(STOP_WORDS)
 
 
 def similarity(a: str, b: str, min_words: int = 2) -> float:
     """Jaccard overlap of the content words of ``a`` and ``b`` (0 when either has too few)."""
-    wa, wb = content_words(a), content_words(b)
-    if len(wa) < min_words or len(wb) < min_words:
+    wb = content_words(b)  # the reply: often too short, and then ``a`` is not even split
+    if len(wb) < min_words:
+        return 0.0
+    wa = content_words(a)
+    if len(wa) < min_words:
         return 0.0
     return len(wa & wb) / len(wa | wb)
 
@@ -239,12 +248,7 @@ def load_rules(path: str | Path | None = None) -> ImplicitRules:
     if path is None:
         return ImplicitRules(table, order)
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: implicit rules file not found") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{path}: not valid TOML ({e})") from None
+    data = read_toml(path, "implicit rules file")
     if "order" in data:
         order = data.pop("order")
         if not isinstance(order, list) or not all(isinstance(k, str) for k in order):
@@ -286,7 +290,8 @@ def _build_rule(kind: str, rule: dict[str, Any]) -> Rule:
         else None,
         min_similarity=None if sim is None else float(sim),
         min_words=int(rule.get("min_words", 2)),
-        requires=re.compile("|".join(re.escape(str(w)) for w in requires), re.IGNORECASE)
+        # matched against the lower-cased reply: much faster than a case-insensitive search
+        requires=re.compile("|".join(re.escape(str(w).lower()) for w in requires))
         if requires
         else None,
     )

@@ -50,12 +50,13 @@ from lfft.data.feedback_map import (
     FeedbackMap,
     Observation,
 )
+from lfft.data.parts import open_output
+from lfft.data.pool import ordered_map, resolve_workers
 from lfft.data.rejects import RejectSink
 from lfft.data.spill import HashPartitions
 from lfft.data.text import context_strings, join_columns
 from lfft.errors import ConfigError, NoUsableRows
 from lfft.io import (
-    ArtifactWriter,
     count_rows,
     fingerprints,
     iter_batches,
@@ -70,6 +71,7 @@ STAGE = "normalize"
 CONFLICT_POLICIES = ("latest", "mean")
 UNLABELED_WEIGHT = 1.0  # rows without signal only take part in LM-only objectives
 _GROUP_HASH = "_group_hash"
+PARALLEL_ROWS = 200_000  # auto workers: smaller inputs are normalized in one process
 PAIRWISE = SIGNAL_OF_KIND["preference"]
 _ROW_KINDS = frozenset(("preference", "emoji", "edit", "span", "comment"))  # need the whole row
 
@@ -88,8 +90,20 @@ class RowFeedback:
 
 def group_ids(table: pa.Table) -> list[str]:
     """``group_id`` per row: a hash of context and prompt (16 hex characters)."""
+    return [f"{h:016x}" for h in group_hashes(table).tolist()]
+
+
+def group_hashes(table: pa.Table) -> np.ndarray:
+    """The ``group_id`` of every row as a uint64 (the 8-byte blake2b digest, big-endian)."""
     keys = join_columns(context_strings(table.column("context")), table.column("prompt"))
-    return [blake2b(k.encode("utf-8"), digest_size=8).hexdigest() for k in keys.to_pylist()]
+    return np.fromiter(
+        (
+            int.from_bytes(blake2b(k.encode("utf-8"), digest_size=8).digest(), "big")
+            for k in keys.to_pylist()
+        ),
+        dtype=np.uint64,
+        count=table.num_rows,
+    )
 
 
 def normalize_table(table: pa.Table, cfg: NormalizeConfig) -> tuple[pa.Table, Counter]:
@@ -233,11 +247,13 @@ def normalize(input: Path, out: Path, cfg: NormalizeConfig) -> StageResult:
         tempfile.TemporaryDirectory(prefix=f".{out.name}.", dir=out.parent) as tmp,
         RejectSink(out, STAGE, config),
     ):
-        writer = ArtifactWriter(out, FEEDBACK, make_metadata(STAGE, config, fingerprints([input])))
+        meta = make_metadata(STAGE, config, fingerprints([input]))
+        writer = open_output(out, FEEDBACK, meta, cfg.part_rows)
         try:
-            for table in _group_tables(input, cfg, Path(tmp)):
-                result.rows_in += table.num_rows
-                rows, found = normalize_table(table, cfg)
+            tables = ((t, cfg) for t in _group_tables(input, cfg, Path(tmp)))
+            workers = resolve_workers(cfg.workers, count_rows(input), PARALLEL_ROWS)
+            for rows, found in ordered_map(_normalize, tables, workers):
+                result.rows_in += rows.num_rows
                 ignored.update(found)
                 signals.update(_value_counts(rows.column("signal")))
                 labels.update(_label_counts(rows.column("label")))
@@ -266,24 +282,56 @@ def normalize(input: Path, out: Path, cfg: NormalizeConfig) -> StageResult:
 # --- helpers ---------------------------------------------------------------------------------
 
 
+def _normalize(args: tuple[pa.Table, NormalizeConfig]) -> tuple[pa.Table, Counter]:
+    """Worker: :func:`normalize_table` of one table of whole groups."""
+    return normalize_table(*args)
+
+
 def _group_tables(input: Path, cfg: NormalizeConfig, tmp: Path) -> Iterator[pa.Table]:
-    """The input as tables that each hold whole groups: itself if small, else partitions."""
-    rows = count_rows(input)
-    if rows <= cfg.partition_rows:
+    """The input as tables in which every group that holds a preference is whole.
+
+    Small inputs come as one table. Otherwise only preferences need rows of other batches
+    (their siblings): a first pass hashes every row's group and notes the groups that hold a
+    preference; the second streams the other rows batch by batch and hash-partitions the rows
+    of those groups into temporary files, read back one partition at a time (bounded memory).
+    """
+    if count_rows(input) <= cfg.partition_rows:
         yield read_table(input, schema=CLEAN)
         return
+    hashes: list[np.ndarray] = []  # per batch: each row's group hash
+    preferred: list[np.ndarray] = []  # hashes of groups holding a preference
+    for batch in iter_batches(input, ["context", "prompt", "feedback"], cfg.batch_rows, CLEAN):
+        table = pa.Table.from_batches([batch])
+        hashes.append(group_hashes(table))
+        rows = _preference_rows(table.column("feedback").combine_chunks())
+        preferred.append(hashes[-1][rows])
+    pref = np.unique(np.concatenate(preferred))
+    n = HashPartitions.count_for(
+        sum(int(np.isin(h, pref).sum()) for h in hashes), cfg.partition_rows
+    )
     schema = pa.schema(
         list(CLEAN) + [pa.field("group_id", pa.string()), pa.field(_GROUP_HASH, pa.uint64())]
     )
-    n = HashPartitions.count_for(rows, cfg.partition_rows)
     parts = HashPartitions(tmp, schema, n, _GROUP_HASH, "group")
-    for batch in iter_batches(input, batch_rows=cfg.batch_rows, schema=CLEAN):
+    batches = iter_batches(input, batch_rows=cfg.batch_rows, schema=CLEAN)
+    for batch, group in zip(batches, hashes, strict=True):
         table = conform(batch, CLEAN)
-        ids = group_ids(table)
-        hashes = np.array([int(g, 16) for g in ids], dtype=np.uint64)
-        table = table.append_column("group_id", pa.array(ids, pa.string()))
-        parts.write(table.append_column(_GROUP_HASH, pa.array(hashes)))
+        table = table.append_column("group_id", pa.array([f"{h:016x}" for h in group.tolist()]))
+        together = np.isin(group, pref)
+        if together.any():
+            keep = table.filter(pa.array(together))
+            parts.write(keep.append_column(_GROUP_HASH, pa.array(group[together])))
+            table = table.filter(pa.array(~together))
+        if table.num_rows:
+            yield table
     yield from parts.tables()
+
+
+def _preference_rows(feedback: pa.ListArray) -> np.ndarray:
+    """Indexes of the rows whose feedback holds a preference event."""
+    is_pref = pc.fill_null(pc.equal(feedback.flatten().field("kind"), "preference"), False)
+    parents = pc.list_parent_indices(feedback).filter(is_pref)
+    return np.unique(parents.to_numpy(zero_copy_only=False))
 
 
 def _preference_marks(

@@ -1,10 +1,11 @@
-"""Hash partitions of records by session, in memory up to a budget, then spilled to disk.
+"""Records grouped by session, in memory up to a budget, then spilled to disk in hash partitions.
 
-collect's first pass appends every parsed record to the partition of its session (grouped by
-session there and then, while the record is still in the CPU cache); the second pass takes one
-partition at a time, so memory holds one partition, not the whole input. Records are plain
-tuples spilled with ``marshal`` (the fastest serializer of Python tuples and strings;
-the files are temporary and read back by the same interpreter version). Inputs that fit in
+collect's first pass appends every parsed record to the list of its session in
+:attr:`PartitionStore.groups` (one dict for all partitions: the session's partition is computed
+once per session when it is spilled or read back, not once per record); the second pass takes
+one partition at a time, so memory holds one partition, not the whole input. Records are plain
+tuples spilled with ``marshal`` (the fastest serializer of Python tuples and strings; the files
+are temporary and read back by the same interpreter version). Inputs that fit in
 ``budget_bytes`` never touch the disk.
 """
 
@@ -26,11 +27,13 @@ def partition_of(key: str, n: int) -> int:
 
 
 class PartitionStore:
-    """Append records to ``n`` partitions, grouped by key; read each partition back as
+    """Records of ``n`` hash partitions, grouped by key; read each partition back as
     ``{key: [records in append order]}``.
 
-    Spill files are ``{tmp_dir}/{prefix}-{partition}.marshal``; several stores (one per reader
-    process) can share a folder with different prefixes.
+    Writers append to ``groups[key]`` themselves (the hot loop of collect), count the input
+    bytes behind them and call :meth:`spill` when that passes ``budget``; :meth:`add` does all
+    three for one record. Spill files are ``{tmp_dir}/{prefix}-{partition}.marshal``; several
+    stores (one per reader process) can share a folder with different prefixes.
     """
 
     def __init__(
@@ -40,19 +43,17 @@ class PartitionStore:
         self.tmp_dir = Path(tmp_dir)
         self.prefix = prefix
         self.budget = budget_bytes
-        self.buffers: list[dict[str, list[tuple]]] = [{} for _ in range(self.n)]
+        self.groups: dict[str, list[tuple]] = {}  # key -> records held in memory
+        self.held = 0  # estimated bytes in memory (kept by :meth:`add`)
         self.paths: list[Path | None] = [None] * self.n
         self._files: list[BinaryIO | None] = [None] * self.n
-        self.held = 0  # estimated bytes in memory
         self.spilled = 0  # records written to disk
 
     def add(self, rec: tuple, key: str, size: int) -> None:
-        """Append ``rec`` (parsed from ``size`` bytes of input) to the partition of ``key``."""
-        n = self.n
-        groups = self.buffers[zlib.crc32(key.encode("utf-8", "surrogatepass")) % n if n > 1 else 0]
-        group = groups.get(key)
+        """Append ``rec`` (parsed from ``size`` bytes of input) to the list of ``key``."""
+        group = self.groups.get(key)
         if group is None:
-            groups[key] = [rec]
+            self.groups[key] = [rec]
         else:
             group.append(rec)
         self.held += size + RECORD_OVERHEAD
@@ -60,20 +61,19 @@ class PartitionStore:
             self.spill()
 
     def spill(self) -> None:
-        """Write every in-memory buffer to its partition file and free the memory."""
-        for i, buf in enumerate(self.buffers):
-            if not buf:
+        """Write the records in memory to their partition files and free the memory."""
+        for i, part in enumerate(self._split()):
+            if not part:
                 continue
             f = self._files[i]
             if f is None:
                 path = self.tmp_dir / f"{self.prefix}-{i:05d}.marshal"
                 f = self._files[i] = open(path, "wb")  # noqa: SIM115 (closed in close())
                 self.paths[i] = path
-            data = marshal.dumps(buf)
+            data = marshal.dumps(part)
             f.write(len(data).to_bytes(8, "little"))  # marshal.load(file) reads in tiny pieces
             f.write(data)
-            self.spilled += sum(map(len, buf.values()))
-            self.buffers[i] = {}
+            self.spilled += sum(map(len, part.values()))
         self.held = 0
 
     def finish(self) -> list[Path | None]:
@@ -85,11 +85,12 @@ class PartitionStore:
     def partitions(self) -> Iterator[dict[str, list[tuple]]]:
         """Yield each partition (key -> records in append order), freeing each as it goes."""
         self.close()
+        memory = self._split()
         for i in range(self.n):
             path = self.paths[i]
             groups = read_partition([path]) if path is not None else {}
-            _merge(groups, self.buffers[i])
-            self.buffers[i] = {}
+            _merge(groups, memory[i])
+            memory[i] = {}
             yield groups
 
     def close(self) -> None:
@@ -97,6 +98,19 @@ class PartitionStore:
             if f is not None:
                 f.close()
                 self._files[i] = None
+
+    def _split(self) -> list[dict[str, list[tuple]]]:
+        """Move the groups in memory into one dict per partition (``groups`` is left empty)."""
+        n = self.n
+        if n == 1:
+            parts = [dict(self.groups)]
+        else:
+            parts = [{} for _ in range(n)]
+            crc32 = zlib.crc32
+            for key, recs in self.groups.items():
+                parts[crc32(key.encode("utf-8", "surrogatepass")) % n][key] = recs
+        self.groups.clear()  # in place: writers hold a reference to it
+        return parts
 
 
 def read_partition(paths: list[Path]) -> dict[str, list[tuple]]:

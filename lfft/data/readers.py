@@ -3,7 +3,8 @@
 ``expand_inputs`` turns the command line's files and folders into a sorted list of data files;
 ``open_binary`` opens one (decompressing ``.gz`` / ``.zst`` on the fly, zstd through pyarrow so no
 extra dependency); ``iter_lines`` yields ``(line_number, bytes)`` with 1-based numbers, the
-newline stripped, so every reject can say ``file:line``.
+newline stripped, so every reject can say ``file:line``; ``iter_line_blocks`` yields the raw lines
+in lists, for loops where a generator step per line would show.
 """
 
 from __future__ import annotations
@@ -96,6 +97,35 @@ def open_binary(path: Path) -> BinaryIO:
         raise LfftError(f"{path}: cannot open ({e.strerror or e})") from None
 
 
+READ_ERRORS = (OSError, EOFError, zlib.error, pa.ArrowInvalid)  # a corrupt or truncated stream
+
+
+def iter_line_blocks(path: Path, block_bytes: int = _READ_BUFFER) -> Iterator[list[bytes]]:
+    """Yield the lines of ``path`` in lists of about ``block_bytes``, each line as read (with
+    its ``\n`` or ``\r\n``, see :func:`strip_eol`): the fast path for a loop over millions of
+    lines. A corrupt compressed stream is an :class:`LfftError` naming the file."""
+    n = 0
+    with open_binary(path) as f:
+        while True:
+            try:
+                block = f.readlines(block_bytes)
+            except READ_ERRORS as e:
+                raise LfftError(
+                    f"{path}: unreadable after line {n} ({e}); the file is truncated or corrupt"
+                ) from None
+            if not block:
+                return
+            n += len(block)
+            yield block
+
+
+def strip_eol(line: bytes) -> bytes:
+    """``line`` without its ending ``\n`` or ``\r\n``."""
+    if line.endswith(b"\n"):
+        return line[:-2] if line.endswith(b"\r\n") else line[:-1]
+    return line
+
+
 def iter_lines(path: Path) -> Iterator[tuple[int, bytes]]:
     """Yield ``(line_number, line)`` for every line of ``path`` (1-based, newline stripped).
 
@@ -103,13 +133,7 @@ def iter_lines(path: Path) -> Iterator[tuple[int, bytes]]:
     A corrupt compressed stream is an :class:`LfftError` naming the file and line.
     """
     n = 0
-    with open_binary(path) as f:
-        try:
-            for n, line in enumerate(f, 1):  # noqa: B007 (n is used after the loop)
-                if line.endswith(b"\n"):
-                    line = line[:-2] if line.endswith(b"\r\n") else line[:-1]
-                yield n, line
-        except (OSError, EOFError, zlib.error, pa.ArrowInvalid) as e:
-            raise LfftError(
-                f"{path}: unreadable after line {n} ({e}); the file is truncated or corrupt"
-            ) from None
+    for block in iter_line_blocks(path):
+        for line in block:
+            n += 1
+            yield n, strip_eol(line)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -16,10 +17,14 @@ _FLUSH_ROWS = 8_192
 
 
 class RejectSink:
-    """Collect rejects, count them by reason and stream them to ``<out>.rejects.parquet``.
+    """Collect rejects, count them by reason and stream them to ``lfft.io.rejects_path(out)``
+    (``clean.parquet`` -> ``clean.rejects.parquet``, a folder ``clean/`` ->
+    ``clean/rejects.parquet``).
 
     Use as a context manager; the file is written atomically when the block ends, also when
-    nothing was rejected (an empty rejects file says "nothing was dropped").
+    nothing was rejected (an empty rejects file says "nothing was dropped"). The rejects of a
+    folder output are written beside the folder and moved into it at the end: close the
+    output's writer first (it swaps in the new folder), then the sink.
     """
 
     def __init__(self, out: str | os.PathLike, stage: str, config: dict[str, Any] | None = None):
@@ -27,7 +32,11 @@ class RejectSink:
         self.path = rejects_path(out)
         self.counts: Counter[str] = Counter()
         self._rows: dict[str, list] = {name: [] for name in REJECTS.names}
-        self._writer = ArtifactWriter(self.path, REJECTS, make_metadata(stage, config))
+        out = Path(out)
+        inside = self.path.parent == out  # a folder output, swapped in whole by its writer
+        self._staged = out.with_name(f".{out.name}.rejects.parquet") if inside else None
+        target = self._staged or self.path
+        self._writer = ArtifactWriter(target, REJECTS, make_metadata(stage, config))
 
     def add(
         self,
@@ -73,6 +82,9 @@ class RejectSink:
             self.flush()
             self._writer.meta["counts"] = {"rows": self.total, **self.counts}
             self._writer.close()
+            if self._staged is not None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(self._staged, self.path)
         else:
             self._writer.abort(exc)
 

@@ -29,9 +29,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from lfft.config import SplitConfig, as_dict
+from lfft.data.parts import Writer, open_output
 from lfft.data.rejects import RejectSink, reject_table
 from lfft.errors import ConfigError, NoUsableRows
-from lfft.io import ArtifactWriter, fingerprints, iter_batches, read_schema, rejects_path
+from lfft.io import fingerprints, iter_batches, read_schema, rejects_path
 from lfft.report import StageResult
 from lfft.schemas import FEEDBACK, SPLIT, conform, make_metadata, validate
 
@@ -129,11 +130,12 @@ def split(input: Path, out_dir: Path, cfg: SplitConfig) -> StageResult:
     result = StageResult(STAGE, outputs={**paths, "rejects": rejects_path(out_dir)})
     balance = {name: Counter() for name in SPLITS}
     pair_groups: dict[str, int] = {}  # group_id of pairwise rows -> bit mask of its splits
-    writers: dict[str, ArtifactWriter] = {}
+    writers: dict[str, Writer] = {}
     with RejectSink(out_dir, STAGE, config) as sink:
         try:
             for name in SPLITS:
-                writers[name] = ArtifactWriter(paths[name], SPLIT, {**meta, "split": name})
+                split_meta = {**meta, "split": name}
+                writers[name] = open_output(paths[name], SPLIT, split_meta, cfg.part_rows)
             for batch in iter_batches(input, batch_rows=cfg.batch_rows, schema=FEEDBACK):
                 result.rows_in += batch.num_rows
                 parts, rejects = split_table(pa.Table.from_batches([batch]), cfg, str(input))

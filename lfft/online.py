@@ -1,0 +1,613 @@
+"""``lfft online``: keep learning as new logs arrive.
+
+    lfft online --logs incoming/ --work work/online --config lfft.toml [--once]
+
+One round: consume the complete lines that arrived since the last round (``online_state``),
+rebuild the data artifacts over everything consumed so far, train a candidate from ``current`` on
+the rows it has not learned from plus a replay sample of rows it has, score candidate and
+``current`` on a gate set frozen at the first round that had test rows, promote the candidate if
+it is not worse beyond a tolerance, and append one record to ``history.jsonl``.
+
+Work folder (besides the pipeline's ``interactions.parquet`` ... ``splits/``)::
+
+    state.json            files, offsets, last consumed / completed round (the commit point)
+    consumed/rNNNN.jsonl  the raw lines consumed in round N (append-only log, one part a round)
+    gate.parquet          the frozen gate set
+    rounds/rNNNN/         one round's work: steps/*.json markers, seen.parquet, evals
+    versions/v0000/       the initial checkpoint; vNNNN = the candidate trained in round N
+    current -> versions/vNNNN   symlink, replaced atomically (never a partial checkpoint)
+    history.jsonl         one record per round
+
+Kill safety: every step writes its outputs atomically, then a marker ``rounds/rNNNN/steps/
+<step>.json``; a restarted round skips marked steps and reruns the rest, each of which is
+idempotent (training resumes from its last step checkpoint). Data stages run over the whole
+consumed log each round, so "two rounds" and "one batch collect" give the same artifacts by
+construction, feedback waits in the log until its message arrives, and late feedback updates
+its interaction (cost: each round re-reads everything consumed so far; see docs/online.md).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fcntl
+import hashlib
+import json
+import os
+import random
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from lfft import stages
+from lfft.config import STAGE_CONFIGS, OnlineConfig, as_dict, build, load_toml
+from lfft.errors import LfftError
+from lfft.io import (
+    ArtifactWriter,
+    count_rows,
+    fingerprints,
+    read_table,
+    write_json_atomic,
+    write_table,
+    write_text_atomic,
+)
+from lfft.online_state import consume, copy_file_atomic, load_state, save_state
+from lfft.pipeline import key_numbers
+from lfft.report import StageResult
+from lfft.schemas import SPLIT, make_metadata
+from lfft.stages import Layout
+
+INIT_VERSION = "v0000"
+SEEN = pa.schema([("digest", pa.string())])
+
+
+@dataclass(frozen=True)
+class OnlineLayout(Layout):
+    """The pipeline layout plus what ``lfft online`` keeps."""
+
+    @property
+    def state(self) -> Path:
+        return self.root / "state.json"
+
+    @property
+    def consumed(self) -> Path:
+        return self.root / "consumed"
+
+    @property
+    def gate(self) -> Path:
+        return self.root / "gate.parquet"
+
+    @property
+    def rounds(self) -> Path:
+        return self.root / "rounds"
+
+    @property
+    def versions(self) -> Path:
+        return self.root / "versions"
+
+    @property
+    def current(self) -> Path:
+        return self.root / "current"
+
+    @property
+    def history(self) -> Path:
+        return self.root / "history.jsonl"
+
+    def part(self, n: int) -> Path:
+        return self.consumed / f"r{n:04d}.jsonl"
+
+    def round_dir(self, n: int) -> Path:
+        return self.rounds / f"r{n:04d}"
+
+
+@dataclass
+class Round:
+    """One round in progress: its number, folders, configs and the steps' results."""
+
+    n: int
+    work: OnlineLayout
+    cfg: OnlineConfig
+    stage_cfgs: dict[str, Any]
+    console: Any = None
+    info: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def dir(self) -> Path:
+        return self.work.round_dir(self.n)
+
+    @property
+    def version(self) -> str:
+        return f"v{self.n:04d}"
+
+    def marker(self, step: str) -> Path:
+        return self.dir / "steps" / f"{step}.json"
+
+    def say(self, text: str) -> None:
+        if self.console is not None:
+            self.console.print(text)
+
+
+# --- entry points -----------------------------------------------------------------------------
+
+
+def run_online(
+    logs: str | Path,
+    work: str | Path,
+    cfg: OnlineConfig | None = None,
+    *,
+    once: bool = False,
+    config_path: str | Path | None = None,
+    console: Any = None,
+    max_rounds: int | None = None,
+) -> list[dict[str, Any]]:
+    """Run rounds: with ``once`` a single one (finishing an interrupted round counts as one),
+    else forever, ``cfg.interval`` seconds apart. Returns the history records written."""
+    from rich.console import Console
+
+    cfg = cfg or OnlineConfig()
+    console = console or Console()
+    layout = OnlineLayout(Path(work))
+    stage_cfgs = online_stage_configs(layout, cfg, config_path)
+    records = []
+    with _lock(layout):
+        while True:
+            record = run_round(Path(logs), layout, cfg, stage_cfgs, console)
+            if record is not None:
+                records.append(record)
+                print_round(record, console)
+            elif once:
+                console.print(f"lfft online: nothing new in {logs}")
+            if once or (max_rounds is not None and len(records) >= max_rounds):
+                return records
+            time.sleep(cfg.interval)
+
+
+def online_stage_configs(
+    layout: OnlineLayout, cfg: OnlineConfig, config_path: str | Path | None
+) -> dict[str, Any]:
+    """Each stage's config from the TOML tables, with what online owns filled in."""
+    tables = load_toml(config_path)
+    out = {name: build(STAGE_CONFIGS[name], tables.get(name)) for name in stages.STAGE_NAMES}
+    if out["collect"].format == "auto":  # the logs folder holds lfft-events
+        out["collect"] = dataclasses.replace(out["collect"], format="events")
+    out["init"] = dataclasses.replace(out["init"], data=str(layout.train))
+    out["train"] = dataclasses.replace(out["train"], max_steps=cfg.max_steps)
+    out["evaluate"] = dataclasses.replace(
+        out["evaluate"], generate=False, max_rows=cfg.gate_max_rows
+    )
+    return out
+
+
+def run_round(
+    logs: Path,
+    layout: OnlineLayout,
+    cfg: OnlineConfig,
+    stage_cfgs: dict[str, Any],
+    console: Any = None,
+) -> dict[str, Any] | None:
+    """Finish an interrupted round, or consume new lines and run a round on them.
+
+    Returns the round's history record, or None when nothing new arrived."""
+    state = load_state(layout.state)
+    if state.round == state.completed:
+        if not consume_round(logs, layout, state.round + 1):
+            return None
+        state = load_state(layout.state)
+    rd = Round(state.round, layout, cfg, stage_cfgs, console)
+    rd.say(f"[bold]round {rd.n}[/]")
+    for name, step in STEPS:
+        marker = rd.marker(name)
+        if marker.exists():
+            rd.info[name] = json.loads(marker.read_text(encoding="utf-8"))
+            continue
+        rd.info[name] = step(rd) or {}
+        write_json_atomic(marker, rd.info[name])
+    return rd.info["finish"]["record"]
+
+
+def consume_round(logs: Path, layout: OnlineLayout, n: int) -> bool:
+    """Copy the new complete lines into ``consumed/rNNNN.jsonl`` and commit the offsets.
+
+    Returns False (and writes nothing) when no new line arrived."""
+    for stale in layout.consumed.glob("*") if layout.consumed.exists() else []:
+        if stale.name.startswith(".") or _round_of(stale) >= n:
+            stale.unlink()  # a part or temporary file from a round that never committed
+    state = load_state(layout.state)
+    part = layout.part(n)
+    found = consume(logs, state.files, part)
+    if not found.total_lines:
+        part.unlink(missing_ok=True)
+        state.files = found.files  # renames/rotations seen, nothing to consume
+        save_state(layout.state, state)
+        return False
+    info = {"lines": found.total_lines, "bytes": found.bytes, "files": found.lines}
+    if found.waiting:
+        info["waiting"] = found.waiting
+    write_json_atomic(layout.round_dir(n) / "consumed.json", info)
+    state.files = found.files
+    state.round = n
+    save_state(layout.state, state)  # the commit point
+    return True
+
+
+def rollback(work: str | Path, version: str) -> None:
+    """Point ``current`` at an earlier version (atomically) and note it in the history."""
+    layout = OnlineLayout(Path(work))
+    if not (layout.versions / version).is_dir():
+        known = ", ".join(sorted(p.name for p in layout.versions.glob("v*"))) or "none"
+        raise LfftError(f"{layout.versions / version}: no such version; known: {known}")
+    with _lock(layout):
+        previous = read_current(layout)
+        set_current(layout, version)
+        _append_history(
+            layout,
+            {"event": "rollback", "from": previous, "current": version, "ts": _now()},
+        )
+
+
+# --- the steps of a round ------------------------------------------------------------------
+
+
+def _data_step(name: str, run: Callable[[Round], StageResult]) -> Callable[[Round], dict]:
+    def step(rd: Round) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        try:
+            result = run(rd)
+        except LfftError as e:
+            raise LfftError(f"round {rd.n}, {name}: {e}") from e
+        rd.say(f"  ✓ {name:<9} {result.rows_in:,} in → {result.rows_out:,} out")
+        return {
+            "rows_in": result.rows_in,
+            "rows_out": result.rows_out,
+            "rejects": dict(result.rejects),
+            "seconds": round(time.perf_counter() - t0, 3),
+        }
+
+    step.__name__ = f"step_{name}"
+    return step
+
+
+step_collect = _data_step(
+    "collect",
+    lambda rd: stages.collect([rd.work.consumed], rd.work.interactions, rd.stage_cfgs["collect"]),
+)
+step_clean = _data_step(
+    "clean", lambda rd: stages.clean(rd.work.interactions, rd.work.clean, rd.stage_cfgs["clean"])
+)
+step_normalize = _data_step(
+    "normalize",
+    lambda rd: stages.normalize(rd.work.clean, rd.work.feedback, rd.stage_cfgs["normalize"]),
+)
+step_split = _data_step(
+    "split", lambda rd: stages.split(rd.work.feedback, rd.work.splits, rd.stage_cfgs["split"])
+)
+
+
+def step_gate(rd: Round) -> dict[str, Any]:
+    """Freeze the gate set: the test split of the first round that has test rows."""
+    gate = rd.work.gate
+    if not gate.exists() and count_rows(rd.work.test) > 0:
+        copy_file_atomic(rd.work.test, gate)
+        rd.say(f"  ✓ gate      frozen: {count_rows(gate):,} rows")
+    return {"gate_rows": count_rows(gate) if gate.exists() else 0}
+
+
+def step_base(rd: Round) -> dict[str, Any]:
+    """Pin the model this round starts from: ``current``, or a fresh init (``v0000``)."""
+    current = read_current(rd.work)
+    if current is not None:
+        return {"base": current}
+    if count_rows(rd.work.train) == 0:
+        return {"base": None}
+    target = rd.work.versions / INIT_VERSION
+    if not target.exists():
+        tmp = rd.dir / "init"
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        stages.init(tmp, rd.stage_cfgs["init"])
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp.rename(target)
+    set_current(rd.work, INIT_VERSION)
+    rd.say(f"  ✓ init      {target}")
+    return {"base": INIT_VERSION}
+
+
+def step_select(rd: Round) -> dict[str, Any]:
+    """Training rows of this round: train-split rows the base model has not learned from, plus
+    ``replay_ratio`` times as many rows it has (a seeded sample); ``seen.parquet`` records what
+    the candidate will have learned from."""
+    base = rd.info["base"]["base"]
+    if base is None:
+        return {"train": False, "reason": "no training rows yet", "new": 0, "replay": 0}
+    table = read_table(rd.work.train, schema=SPLIT)
+    digests = row_digests(table)
+    seen = read_seen(rd.work, base)
+    is_new = [d not in seen for d in digests]
+    new_idx = [i for i, flag in enumerate(is_new) if flag]
+    old_idx = [i for i, flag in enumerate(is_new) if not flag]
+    info: dict[str, Any] = {"new": len(new_idx), "replay": 0, "train_rows": table.num_rows}
+    if len(new_idx) < max(rd.cfg.min_new_rows, 1):
+        return {**info, "train": False, "reason": f"{len(new_idx)} new rows"}
+    k = min(len(old_idx), round(rd.cfg.replay_ratio * len(new_idx)))
+    replay = sorted(random.Random(f"{rd.cfg.seed}:{rd.n}").sample(old_idx, k))
+    picked = table.take(pa.array(sorted(new_idx + replay), pa.int64()))
+    meta = make_metadata(
+        "online-select",
+        config=as_dict(rd.cfg),
+        inputs=fingerprints([rd.work.train]),
+        counts={"rows": picked.num_rows, "new": len(new_idx), "replay": k},
+        round=rd.n,
+    )
+    write_table(rd.dir / "data" / "train.parquet", picked, SPLIT, meta)
+    copy_file_atomic(rd.work.val, rd.dir / "data" / "val.parquet")
+    write_seen(rd.dir / "seen.parquet", seen | {digests[i] for i in new_idx})
+    rd.say(f"  ✓ select    {len(new_idx):,} new + {k:,} replayed rows")
+    return {**info, "replay": k, "train": True}
+
+
+def step_train(rd: Round) -> dict[str, Any]:
+    """Train the candidate from the base into ``versions/vNNNN`` (resuming if interrupted)."""
+    if not rd.info["select"]["train"]:
+        return {"trained": False}
+    target = rd.work.versions / rd.version
+    summary = rd.dir / "train.json"
+    if not target.exists():
+        out = rd.dir / "candidate"
+        base = rd.work.versions / rd.info["base"]["base"]
+        resume = stages.can_resume(out)
+        if out.exists() and not resume:
+            shutil.rmtree(out)
+        result = stages.train(base, rd.dir / "data", out, rd.stage_cfgs["train"], resume=resume)
+        write_json_atomic(summary, key_numbers(result.extra, limit=6))
+        shutil.rmtree(out / "checkpoints", ignore_errors=True)  # resume state, not the model
+        out.rename(target)
+    rd.say(f"  ✓ train     {target}")
+    numbers = json.loads(summary.read_text(encoding="utf-8")) if summary.exists() else {}
+    return {"trained": True, "version": rd.version, **numbers}
+
+
+def step_evaluate(rd: Round) -> dict[str, Any]:
+    """Score the candidate and the base on the gate set; decide whether the candidate passes."""
+    if not rd.info["train"]["trained"]:
+        return {"passed": False}
+    if not rd.work.gate.exists():
+        return {"passed": True, "reason": "no gate set yet"}
+    scores = {}
+    for who, version in (("candidate", rd.version), ("base", rd.info["base"]["base"])):
+        out = rd.dir / f"eval_{who}"
+        cfg = rd.stage_cfgs["evaluate"]
+        stages.evaluate(rd.work.versions / version, rd.work.gate, out, cfg)
+        scores[who] = gate_metrics(out / "predictions.parquet")
+    failed = gate_failures(scores["candidate"], scores["base"], rd.cfg)
+    rd.say(f"  ✓ evaluate  {'passed' if not failed else 'failed: ' + ', '.join(failed)}")
+    return {**scores, "passed": not failed, "failed": failed}
+
+
+def step_promote(rd: Round) -> dict[str, Any]:
+    """Point ``current`` at the candidate if it passed; prune old versions."""
+    promoted = rd.info["evaluate"]["passed"]
+    if promoted:
+        set_current(rd.work, rd.version)
+    prune_versions(rd.work, rd.cfg.keep_versions)
+    return {"promoted": promoted, "current": read_current(rd.work)}
+
+
+def step_finish(rd: Round) -> dict[str, Any]:
+    """Append the round's history record, drop its scratch data, mark the round complete."""
+    consumed = json.loads((rd.dir / "consumed.json").read_text(encoding="utf-8"))
+    info = rd.info
+    record = {
+        "round": rd.n,
+        "ts": _now(),
+        "consumed": consumed,
+        "interactions": info["collect"]["rows_out"],
+        "rejects": {k: info[k]["rejects"] for k in ("collect", "clean", "normalize", "split")},
+        "gate_rows": info["gate"]["gate_rows"],
+        "base": info["base"]["base"],
+        "new_rows": info["select"]["new"],
+        "replay_rows": info["select"]["replay"],
+        "trained": info["train"]["trained"],
+        "version": info["train"].get("version"),
+        "train": {k: v for k, v in info["train"].items() if k not in ("trained", "version")},
+        "gate": {k: info["evaluate"].get(k) for k in ("candidate", "base", "failed", "reason")},
+        "promoted": info["promote"]["promoted"],
+        "current": info["promote"]["current"],
+    }
+    if not info["select"]["train"]:
+        record["reason"] = info["select"]["reason"]
+    _append_history(rd.work, record)
+    shutil.rmtree(rd.dir / "data", ignore_errors=True)
+    state = load_state(rd.work.state)
+    state.completed = rd.n
+    save_state(rd.work.state, state)
+    return {"record": record}
+
+
+STEPS: list[tuple[str, Callable[[Round], dict[str, Any] | None]]] = [
+    ("collect", step_collect),
+    ("clean", step_clean),
+    ("normalize", step_normalize),
+    ("split", step_split),
+    ("gate", step_gate),
+    ("base", step_base),
+    ("select", step_select),
+    ("train", step_train),
+    ("evaluate", step_evaluate),
+    ("promote", step_promote),
+    ("finish", step_finish),
+]
+
+
+# --- gate ---------------------------------------------------------------------------------
+
+
+def gate_metrics(predictions: Path) -> dict[str, float | None]:
+    """Gate metrics from ``predictions.parquet`` (all lower is better):
+
+    - ``nll_pos``: mean NLL per token of the responses rated good (label 1), or of every row
+      when none is labelled: the model should keep assigning high likelihood to good answers;
+    - ``nll``: mean NLL of every row;
+    - ``brier``: mean squared error of the feedback head on labelled rows.
+    """
+    t = read_table(predictions, columns=["nll", "feedback_pred", "label"])
+    nll = t.column("nll")
+    labelled = pc.is_valid(t.column("label"))
+    pos = pc.and_(labelled, pc.equal(t.column("label"), 1))
+    err = pc.subtract(t.column("feedback_pred"), pc.cast(t.column("label"), pa.float64()))
+    nll_pos = pc.mean(pc.filter(nll, pos)).as_py() if pc.any(pos).as_py() else None
+    return {
+        "nll_pos": nll_pos if nll_pos is not None else pc.mean(nll).as_py(),
+        "nll": pc.mean(nll).as_py(),
+        "brier": pc.mean(pc.filter(pc.multiply(err, err), labelled)).as_py(),
+    }
+
+
+def gate_failures(
+    candidate: dict[str, float | None], base: dict[str, float | None], cfg: OnlineConfig
+) -> list[str]:
+    """The gate metrics on which the candidate is worse than the base beyond the tolerance
+    (``cand > base * (1 + tolerance)``); a metric missing on either side is not checked."""
+    unknown = [m for m in cfg.gate_metrics if m not in candidate]
+    if unknown:
+        raise LfftError(
+            f"[online] gate_metrics: unknown {', '.join(unknown)}; known: {', '.join(candidate)}"
+        )
+    failed = []
+    for m in cfg.gate_metrics:
+        c, b = candidate[m], base[m]
+        if c is None or b is None:
+            continue
+        if c > b + abs(b) * cfg.gate_tolerance + 1e-12:
+            failed.append(m)
+    return failed
+
+
+# --- versions, current, seen rows, history --------------------------------------------------
+
+
+def read_current(layout: OnlineLayout) -> str | None:
+    """The version ``current`` points at (``None`` before the first model)."""
+    try:
+        return Path(os.readlink(layout.current)).name
+    except FileNotFoundError:
+        return None
+
+
+def set_current(layout: OnlineLayout, version: str) -> None:
+    """Replace the ``current`` symlink atomically (rename over it) with one to ``version``."""
+    tmp = layout.root / f".current.{os.getpid()}.tmp"
+    tmp.unlink(missing_ok=True)
+    os.symlink(Path("versions") / version, tmp)
+    os.replace(tmp, layout.current)
+
+
+def prune_versions(layout: OnlineLayout, keep: int) -> list[str]:
+    """Delete all but the newest ``keep`` versions (never ``current``); returns the deleted."""
+    if keep <= 0 or not layout.versions.exists():
+        return []
+    names = sorted(p.name for p in layout.versions.glob("v[0-9]*") if p.is_dir())
+    current = read_current(layout)
+    gone = [n for n in names[:-keep] if n != current]
+    for name in gone:
+        shutil.rmtree(layout.versions / name)
+    return gone
+
+
+def row_digests(table: pa.Table) -> list[str]:
+    """A digest per row of what training learns from: id, target, signal and feedback (so a row
+    whose feedback changed counts as new)."""
+    cols = ["interaction_id", "target", "score", "label", "weight", "feedback"]
+    out = []
+    for batch in table.select(cols).to_batches(max_chunksize=4096):
+        for row in batch.to_pylist():
+            blob = json.dumps(row, sort_keys=True, default=str).encode("utf-8", "surrogatepass")
+            out.append(hashlib.blake2b(blob, digest_size=12).hexdigest())
+    return out
+
+
+def read_seen(layout: OnlineLayout, version: str) -> set[str]:
+    """Digests of the rows ``version`` has learned from (empty for the initial checkpoint)."""
+    if version == INIT_VERSION:
+        return set()
+    path = layout.round_dir(int(version[1:])) / "seen.parquet"
+    return set(read_table(path).column("digest").to_pylist())
+
+
+def write_seen(path: Path, seen: set[str]) -> None:
+    with ArtifactWriter(path, SEEN, make_metadata("online-seen")) as w:
+        w.write(pa.table({"digest": sorted(seen)}, schema=SEEN))
+
+
+def _append_history(layout: OnlineLayout, record: dict[str, Any]) -> None:
+    """Append one JSON line (atomic rewrite; a round already recorded is not added twice)."""
+    lines = (
+        layout.history.read_text(encoding="utf-8").splitlines() if layout.history.exists() else []
+    )
+    if "round" in record:
+        for line in lines:
+            if json.loads(line).get("round") == record["round"]:
+                return
+    lines.append(json.dumps(record, sort_keys=True, default=str))
+    write_text_atomic(layout.history, "\n".join(lines) + "\n")
+
+
+def read_history(work: str | Path) -> list[dict[str, Any]]:
+    path = OnlineLayout(Path(work)).history
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+
+
+# --- small helpers --------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _lock(layout: OnlineLayout) -> Iterator[None]:
+    """One ``lfft online`` per work folder."""
+    layout.root.mkdir(parents=True, exist_ok=True)
+    with open(layout.root / ".lock", "w") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise LfftError(f"{layout.root}: another lfft online is running on it") from None
+        yield
+
+
+def _round_of(path: Path) -> int:
+    try:
+        return int(path.name.split(".")[0][1:])
+    except ValueError:
+        return 1 << 30
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def print_round(record: dict[str, Any], console: Any) -> None:
+    """A short table of one round."""
+    from rich.table import Table
+
+    table = Table(title=f"lfft online: round {record['round']}", show_header=False)
+    table.add_column("what", style="bold")
+    table.add_column("value")
+    consumed = record["consumed"]
+    table.add_row("lines consumed", f"{consumed['lines']:,} from {len(consumed['files'])} file(s)")
+    table.add_row("interactions", f"{record['interactions']:,}")
+    table.add_row("new / replayed rows", f"{record['new_rows']:,} / {record['replay_rows']:,}")
+    table.add_row("trained", record["version"] or f"no ({record.get('reason', '')})")
+    for who in ("candidate", "base"):
+        scores = record["gate"].get(who)
+        if scores:
+            text = ", ".join(f"{k} {v:.4g}" for k, v in scores.items() if v is not None)
+            table.add_row(f"gate: {who}", text)
+    table.add_row("promoted", "yes" if record["promoted"] else "no")
+    table.add_row("current", str(record["current"]))
+    console.print(table)

@@ -1,0 +1,80 @@
+"""Shared test fixtures. Model-stage fixtures are prefixed ``model_``."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lfft.data.records import interaction, to_table
+from lfft.io import write_table
+from lfft.schemas import FEEDBACK, SPLIT, make_metadata
+
+
+def make_model_rows(n_pairs: int = 20, seed: int = 0) -> list[dict[str, Any]]:
+    """FEEDBACK rows of a toy addition task: per prompt one right and one wrong answer (same
+    group_id), with every signal kind: pairwise, binary, scalar, and token (a user's edit)."""
+    rng = random.Random(seed)
+    rows = []
+    for j in range(n_pairs):
+        a, b = rng.randint(0, 9), rng.randint(0, 9)
+        prompt = f"What is {a} + {b}?"
+        context = [{"role": "system", "content": "Answer briefly."}] if j % 5 == 0 else []
+        for right in (True, False):
+            answer = a + b if right else a + b + rng.randint(1, 3)
+            response = f"The answer is {answer}."
+            row = interaction(
+                session_id=f"s{j}", prompt=prompt, response=response, source="test", context=context
+            )
+            kind = ("pairwise", "binary", "scalar", "token")[j % 4]
+            score = (0.9 if right else 0.2) if kind == "scalar" else float(right)
+            row.update(
+                score=score,
+                label=int(right),
+                weight=1.0 if kind != "scalar" else 0.5,
+                signal=kind if (kind != "token" or not right) else "binary",
+                target=response,
+                token_spans=[],
+                critique=None,
+                group_id=f"g{j}",
+            )
+            if kind == "token" and not right:
+                row["target"] = f"The answer is {a + b}."
+                cut = len("The answer is ")
+                row["token_spans"] = [
+                    {"start": 0, "end": cut, "label": 1},
+                    {"start": cut, "end": len(response), "label": 0},
+                ]
+            rows.append(row)
+    return rows
+
+
+def write_model_split(path: Path, rows: list[dict[str, Any]]) -> Path:
+    write_table(path, to_table(rows, FEEDBACK), SPLIT, make_metadata("split"))
+    return path
+
+
+@pytest.fixture(scope="session")
+def model_splits(tmp_path_factory) -> Path:
+    """A splits folder: train (40 rows), val (12), test (12)."""
+    root = tmp_path_factory.mktemp("model_splits")
+    write_model_split(root / "train.parquet", make_model_rows(20, seed=0))
+    write_model_split(root / "val.parquet", make_model_rows(6, seed=1))
+    write_model_split(root / "test.parquet", make_model_rows(6, seed=2))
+    return root
+
+
+@pytest.fixture(scope="session")
+def model_tiny_ckpt(tmp_path_factory, model_splits) -> Path:
+    """``lfft init`` of a 2-layer, 32-wide tiny base with a 400-token BPE on ``model_splits``."""
+    from lfft.config import InitConfig
+    from lfft.model.init import init
+
+    out = tmp_path_factory.mktemp("model_ckpt") / "init"
+    cfg = InitConfig(
+        data=str(model_splits / "train.parquet"), layers=2, hidden=32, heads=4, vocab_size=400
+    )
+    init(out, cfg)
+    return out

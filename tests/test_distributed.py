@@ -1,0 +1,127 @@
+"""Distributed training on 2 CPU processes (gloo): the same loss curve and weights as one process
+with the same global batch; FSDP2 resumes a checkpoint and writes the optimizer state in torch's
+own layout; each step's micro-batches are split over ranks with nothing duplicated or dropped."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+import lfft
+from lfft.config import TrainConfig
+from lfft.errors import LfftError
+from lfft.model import checkpoint, distributed
+from lfft.model.train import train
+
+# 40 examples in batches of 6 = 7 micro-batches per epoch. One process accumulates 2 per step;
+# 2 processes take 1 each, so the 4th step of an epoch has one micro-batch and a filler.
+SETTINGS = dict(max_steps=6, batch_size=6, lr=3e-3, warmup_steps=1, log_every=1, eval_every=2)
+SETTINGS.update(save_every=2, seed=3, device="cpu")
+
+
+def _flags(**kw) -> list[str]:
+    return [f"--{k.replace('_', '-')}={v}" for k, v in {**SETTINGS, **kw}.items()]
+
+
+def _launch(ckpt, splits, out, *extra: str) -> None:
+    argv = ["train", "--model", str(ckpt), "--data", str(splits), "--out", str(out)]
+    assert distributed.launch(2, [*argv, *_flags(grad_accum=1), *extra]) == 0
+
+
+def _rows(folder) -> list[dict]:
+    return pq.read_table(folder / "metrics.parquet").to_pylist()
+
+
+def _weights(folder) -> dict[str, torch.Tensor]:
+    model, _, head = lfft.load(folder)
+    return {**model.state_dict(), **{"head." + k: v for k, v in head.state_dict().items()}}
+
+
+def _assert_same_run(a, b) -> None:
+    """Same loss curve (train and val) within float tolerance, and the same final weights."""
+    rows_a, rows_b = _rows(a), _rows(b)
+    assert [(r["step"], r["split"], r["tokens"]) for r in rows_a] == [
+        (r["step"], r["split"], r["tokens"]) for r in rows_b
+    ]
+    for key in ("loss", "lm_loss", "fb_loss", "grad_norm", "epoch", "lr"):
+        got = [r[key] for r in rows_b if r[key] is not None]
+        want = [r[key] for r in rows_a if r[key] is not None]
+        assert got == pytest.approx(want, rel=1e-5), key
+    wa, wb = _weights(a), _weights(b)
+    assert wa.keys() == wb.keys()
+    for name in wa:
+        torch.testing.assert_close(wb[name], wa[name], rtol=1e-4, atol=1e-5, msg=name)
+
+
+@pytest.fixture(scope="module")
+def single(model_tiny_ckpt, model_splits, tmp_path_factory):
+    """The reference: one process, 2 micro-batches per step (the global batch of 2 ranks x 1)."""
+    out = tmp_path_factory.mktemp("single") / "out"
+    train(model_tiny_ckpt, model_splits, out, TrainConfig(**SETTINGS, grad_accum=2))
+    return out
+
+
+def test_ddp_on_two_processes_matches_one_process(
+    single, model_tiny_ckpt, model_splits, tmp_path, capfd
+):
+    out = tmp_path / "ddp"
+    _launch(model_tiny_ckpt, model_splits, out)
+    _assert_same_run(single, out)
+    info = json.loads((out / "lfft.json").read_text())
+    assert info["complete"] and info["distributed"]["world_size"] == 2
+    assert info["distributed"]["strategy"] == "ddp"
+    assert [p.name for p in checkpoint.step_dirs(out)] == ["step-2", "step-4"]
+    printed = capfd.readouterr()
+    text = printed.out + printed.err
+    assert text.count("step      6/6") == 1 and text.count("lfft train") == 1  # rank 0 only
+
+
+def test_fsdp_resumes_and_saves_in_the_single_process_layout(
+    single, model_tiny_ckpt, model_splits, tmp_path
+):
+    # A run "killed" after its step-2 checkpoint, resumed on 2 processes with FSDP2.
+    out = tmp_path / "fsdp"
+    shutil.copytree(checkpoint.step_dir(single, 2), checkpoint.step_dir(out, 2))
+    _launch(model_tiny_ckpt, model_splits, out, "--fsdp", "--resume")
+    _assert_same_run(single, out)
+    assert json.loads((out / "lfft.json").read_text())["distributed"]["strategy"] == "fsdp"
+    # the step-4 optimizer state was gathered into torch's Optimizer.state_dict() layout
+    want, _ = checkpoint.read_state(checkpoint.step_dir(single, 4))
+    got, _ = checkpoint.read_state(checkpoint.step_dir(out, 4))
+    want, got = want["optimizer"], got["optimizer"]
+    assert got["state"].keys() == want["state"].keys()
+    for i, state in want["state"].items():
+        for k, v in state.items():
+            torch.testing.assert_close(got["state"][i][k], v, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("world", [1, 2, 3, 4])
+@pytest.mark.parametrize("n", [1, 2, 5, 8])
+def test_each_micro_batch_goes_to_exactly_one_rank(world, n):
+    batches = [[i] for i in range(n)]
+    shares = [distributed.share(batches, r, world) for r in range(world)]
+    assert len({len(s) for s in shares}) == 1  # as many passes on every rank
+    got = sorted(b[0] for s in shares for b in s if b is not None)
+    assert got == list(range(n))
+
+
+def test_nproc_launches_torchrun_without_the_option(monkeypatch):
+    calls = []
+    monkeypatch.setattr(distributed.subprocess, "call", lambda cmd: calls.append(cmd) or 3)
+    argv = ["train", "--nproc", "4", "--model", "m", "--nproc=4", "--fsdp"]
+    assert distributed.launch(4, argv) == 3
+    cmd = calls[0]
+    assert cmd[1:3] == ["-m", "torch.distributed.run"] and "--nproc-per-node=4" in cmd
+    assert cmd[cmd.index("lfft") :] == ["lfft", "train", "--model", "m", "--fsdp"]
+
+
+def test_fsdp_without_several_processes_is_a_one_line_error(
+    model_tiny_ckpt, model_splits, tmp_path, monkeypatch
+):
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    with pytest.raises(LfftError, match="--nproc"):
+        train(model_tiny_ckpt, model_splits, tmp_path / "x", TrainConfig(fsdp=True, max_steps=1))
