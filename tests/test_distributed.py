@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
@@ -27,9 +30,11 @@ def _flags(**kw) -> list[str]:
     return [f"--{k.replace('_', '-')}={v}" for k, v in {**SETTINGS, **kw}.items()]
 
 
-def _launch(ckpt, splits, out, *extra: str) -> None:
-    argv = ["train", "--model", str(ckpt), "--data", str(splits), "--out", str(out)]
-    assert distributed.launch(2, [*argv, *_flags(grad_accum=1), *extra]) == 0
+def _start(ckpt, splits, out, *extra: str) -> subprocess.Popen:
+    """``lfft train --nproc 2 ...`` (torchrun, 2 gloo processes) with 1 micro-batch per rank."""
+    cmd = [sys.executable, "-m", "lfft", "train", "--nproc", "2", "--model", str(ckpt)]
+    cmd += ["--data", str(splits), "--out", str(out), *_flags(grad_accum=1), *extra]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
 def _rows(folder) -> list[dict]:
@@ -58,35 +63,38 @@ def _assert_same_run(a, b) -> None:
 
 
 @pytest.fixture(scope="module")
-def single(model_tiny_ckpt, model_splits, tmp_path_factory):
-    """The reference: one process, 2 micro-batches per step (the global batch of 2 ranks x 1)."""
-    out = tmp_path_factory.mktemp("single") / "out"
-    train(model_tiny_ckpt, model_splits, out, TrainConfig(**SETTINGS, grad_accum=2))
-    return out
+def runs(model_tiny_ckpt, model_splits, tmp_path_factory) -> dict[str, tuple[Path, str]]:
+    """The reference (one process, 2 micro-batches per step: the global batch of 2 ranks x 1),
+    a DDP run, and an FSDP run resumed from the reference's step-2 checkpoint (as after a kill),
+    all three at the same time where they can. ``{name: (out folder, printed text)}``."""
+    root = tmp_path_factory.mktemp("distributed")
+    single = root / "single"
+    procs = {"ddp": _start(model_tiny_ckpt, model_splits, root / "ddp")}
+    try:
+        train(model_tiny_ckpt, model_splits, single, TrainConfig(**SETTINGS, grad_accum=2))
+        shutil.copytree(checkpoint.step_dir(single, 2), checkpoint.step_dir(root / "fsdp", 2))
+        procs["fsdp"] = _start(model_tiny_ckpt, model_splits, root / "fsdp", "--fsdp", "--resume")
+        printed = {name: proc.communicate(timeout=600)[0] for name, proc in procs.items()}
+    finally:
+        for proc in procs.values():
+            proc.kill()  # no-op once finished
+    for name, proc in procs.items():
+        assert proc.returncode == 0, printed[name]
+    return {"single": (single, ""), **{name: (root / name, printed[name]) for name in procs}}
 
 
-def test_ddp_on_two_processes_matches_one_process(
-    single, model_tiny_ckpt, model_splits, tmp_path, capfd
-):
-    out = tmp_path / "ddp"
-    _launch(model_tiny_ckpt, model_splits, out)
+def test_ddp_on_two_processes_matches_one_process(runs):
+    (single, _), (out, printed) = runs["single"], runs["ddp"]
     _assert_same_run(single, out)
     info = json.loads((out / "lfft.json").read_text())
     assert info["complete"] and info["distributed"]["world_size"] == 2
     assert info["distributed"]["strategy"] == "ddp"
     assert [p.name for p in checkpoint.step_dirs(out)] == ["step-2", "step-4"]
-    printed = capfd.readouterr()
-    text = printed.out + printed.err
-    assert text.count("step      6/6") == 1 and text.count("lfft train") == 1  # rank 0 only
+    assert printed.count("step      6/6") == 1 and printed.count("lfft train") == 1  # rank 0
 
 
-def test_fsdp_resumes_and_saves_in_the_single_process_layout(
-    single, model_tiny_ckpt, model_splits, tmp_path
-):
-    # A run "killed" after its step-2 checkpoint, resumed on 2 processes with FSDP2.
-    out = tmp_path / "fsdp"
-    shutil.copytree(checkpoint.step_dir(single, 2), checkpoint.step_dir(out, 2))
-    _launch(model_tiny_ckpt, model_splits, out, "--fsdp", "--resume")
+def test_fsdp_resumes_and_saves_in_the_single_process_layout(runs):
+    (single, _), (out, _) = runs["single"], runs["fsdp"]
     _assert_same_run(single, out)
     assert json.loads((out / "lfft.json").read_text())["distributed"]["strategy"] == "fsdp"
     # the step-4 optimizer state was gathered into torch's Optimizer.state_dict() layout

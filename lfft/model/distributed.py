@@ -20,7 +20,6 @@ Only rank 0 prints and writes files.
 
 from __future__ import annotations
 
-import atexit
 import gc
 import os
 import subprocess
@@ -56,6 +55,7 @@ class Context:
     local_rank: int
     device: torch.device
     fsdp: bool
+    owner: bool = True  # lfft joined the process group (and leaves it at the end)
 
 
 def under_torchrun() -> bool:
@@ -82,18 +82,12 @@ def init(cfg: TrainConfig) -> Context | None:
             )
         torch.cuda.set_device(local)  # plain "cuda" (what Run uses) is now this rank's GPU
         device = torch.device("cuda", local)
-    if not dist.is_initialized():
-        if device.type == "cuda":
-            dist.init_process_group("nccl", device_id=device)
-        else:
-            dist.init_process_group("gloo")
-        atexit.register(_close)
-    return Context(world, rank, local, device, cfg.fsdp)
-
-
-def _close() -> None:
-    if dist.is_initialized():
-        dist.destroy_process_group()
+    owner = not dist.is_initialized()  # else the caller's group: used, and left to the caller
+    if owner and device.type == "cuda":
+        dist.init_process_group("nccl", device_id=device)
+    elif owner:
+        dist.init_process_group("gloo")
+    return Context(world, rank, local, device, cfg.fsdp, owner)
 
 
 def launch(nproc: int, argv: Sequence[str]) -> int:
@@ -166,7 +160,8 @@ class DistributedRun(Run):
         self.optimizer = self.scheduler = self.params = None
         gc.collect()
         dist.barrier()  # rank 0 has written everything
-        _close()
+        if self.ctx.owner:
+            dist.destroy_process_group()
 
     # --- setup: wrap after the models are loaded and before the optimizer is made -------------
 
