@@ -30,7 +30,7 @@ class CollectConfig:
     implicit: bool = True  # infer feedback from the user's next message
     implicit_rules: str | None = None  # path to a TOML file overriding lfft/data/implicit rules
     partitions: int = 32  # hash partitions of events by session (bounded memory)
-    workers: int = 0  # processes reading/joining in parallel; 0 = auto (cores, inputs > 32 MB)
+    workers: int = 1  # processes reading/joining; 0 = auto (one per core, inputs > 512 MB)
     batch_rows: int = 16_384
     part_rows: int = 0  # rows per output part file; 0 = one file (a folder --out: 1M-row parts)
 
@@ -45,7 +45,7 @@ class CleanConfig:
         default_factory=lambda: ["url_secret", "email", "card", "ip", "phone"]
     )  # what scrub_pii replaces (lfft/data/pii.py)
     merge_across_sessions: bool = False  # same prompt+response in other sessions -> one row
-    workers: int = 0  # processes; 0 = auto (cores, inputs above 200,000 rows)
+    workers: int = 1  # processes; 0 = auto (one per core above 200,000 rows)
     batch_rows: int = 16_384
     part_rows: int = 0  # rows per output part file; 0 = one file (a folder --out: 1M-row parts)
 
@@ -63,7 +63,7 @@ class NormalizeConfig:
     dwell_negative_ms: float = 2_000.0  # dwell shorter than this -> negative; between: none
     conflict: str = "latest"  # within a tier: latest (newest event wins) | mean
     partition_rows: int = 50_000  # rows per in-memory group partition (bounded memory)
-    workers: int = 0  # processes; 0 = auto (cores, inputs above 200,000 rows)
+    workers: int = 1  # processes; 0 = auto (one per core above 200,000 rows)
     batch_rows: int = 16_384
     part_rows: int = 0  # rows per output part file; 0 = one file (a folder --out: 1M-row parts)
 

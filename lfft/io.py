@@ -146,7 +146,9 @@ def artifact_files(path: str | os.PathLike) -> list[Path]:
 
 def _parquet(path: Path) -> pq.ParquetFile:
     try:
-        return pq.ParquetFile(path)
+        # pre_buffer (pyarrow's default) would hold every column chunk read so far: memory
+        # would grow with the file instead of staying at one batch
+        return pq.ParquetFile(path, pre_buffer=False)
     except (pa.ArrowInvalid, OSError) as e:
         raise LfftError(f"{path}: not a readable Parquet file ({e})") from None
 

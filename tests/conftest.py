@@ -78,3 +78,15 @@ def model_tiny_ckpt(tmp_path_factory, model_splits) -> Path:
     )
     init(out, cfg)
     return out
+
+
+@pytest.fixture
+def model_one_thread():
+    """One torch thread while a test runs: tiny models gain nothing from more, and on a shared,
+    loaded 2-core machine intra-op threads waiting for each other made tests 4x slower."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -12,6 +12,8 @@ from lfft.model.batching import collate, encode, plan, render_prompt
 from lfft.model.checkpoint import load
 from lfft.model.forward import forward_batch
 
+pytestmark = pytest.mark.usefixtures("model_one_thread")
+
 
 @pytest.fixture(scope="module")
 def model_parts(model_tiny_ckpt):

@@ -15,6 +15,8 @@ from lfft.errors import LfftError
 from lfft.model import checkpoint
 from lfft.model.train import Run, train
 
+pytestmark = pytest.mark.usefixtures("model_one_thread")
+
 
 class Killed(Exception):
     """A simulated kill."""

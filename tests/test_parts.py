@@ -136,3 +136,28 @@ def test_clean_and_normalize_workers_give_the_same_output(tmp_path, logs):
         one, two = tmp_path / f"{name}1.parquet", tmp_path / f"{name}2.parquet"
         assert read_table(two).equals(read_table(one))
         assert read_table(rejects_path(two)).equals(read_table(rejects_path(one)))
+
+
+@pytest.mark.parametrize(
+    ("budget", "serialize"),
+    [(1 << 30, False), (3_000, False), (3_000, True), (1, True)],
+    ids=["in-memory", "serialized-when-full", "serialized-from-the-start", "spilled-each-time"],
+)
+def test_partition_store_gives_each_session_its_records_in_order(tmp_path, budget, serialize):
+    from lfft.data.partition import PartitionStore, partition_of
+
+    records = [(0, f"s{i % 7}", 0, i) for i in range(300)]
+    store = PartitionStore(4, tmp_path, budget, serialize=serialize)
+    for start in range(0, 300, 25):  # blocks of input, sorted into partition buckets
+        buckets: list[list[tuple]] = [[] for _ in range(4)]
+        for rec in records[start : start + 25]:
+            buckets[partition_of(rec[1], 4)].append(rec)
+        store.add(buckets, 25 * 100)
+    parts = list(store.partitions())
+    assert [sorted(p) for p in parts] == [
+        sorted({f"s{i}" for i in range(7) if partition_of(f"s{i}", 4) == k}) for k in range(4)
+    ]
+    got = {sid: recs for p in parts for sid, recs in p.items()}
+    assert got == {f"s{i}": records[i::7] for i in range(7)}
+    assert (store.spilled > 0) == (budget < 1 << 30)
+    assert list(tmp_path.iterdir()) == []  # spill files removed once read

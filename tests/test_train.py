@@ -16,6 +16,8 @@ from lfft.model.objectives import OBJECTIVES, kto_weights, preference_pairs
 from lfft.model.train import train
 from lfft.schemas import METRICS
 
+pytestmark = pytest.mark.usefixtures("model_one_thread")
+
 
 def _cfg(**kw) -> TrainConfig:
     base = dict(max_steps=4, batch_size=8, lr=3e-3, warmup_steps=1, log_every=1, save_every=0)

@@ -22,6 +22,7 @@ import os
 import sys
 import tempfile
 import time
+import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -33,12 +34,7 @@ import pyarrow as pa
 from lfft.config import CollectConfig, as_dict
 from lfft.data import events as ev
 from lfft.data.implicit import load_rules
-from lfft.data.partition import (
-    DEFAULT_BUDGET,
-    RECORD_OVERHEAD,
-    PartitionStore,
-    read_partition,
-)
+from lfft.data.partition import DEFAULT_BUDGET, PartitionStore, read_partition
 from lfft.data.parts import Writer, open_output
 from lfft.data.pool import ordered, process_pool, resolve_workers
 from lfft.data.readers import compression, expand_inputs, iter_line_blocks, strip_eol
@@ -52,7 +48,9 @@ from lfft.schemas import FEEDBACK_EVENT, INTERACTIONS, MESSAGE, TS, make_metadat
 STAGE = "collect"
 EVENTS = "events"
 _PARTITION_BYTES = 64 << 20  # aim for at most this much input per partition
-_PARALLEL_BYTES = 32 << 20  # auto workers: inputs smaller than this run in one process
+# auto workers: inputs whose records fit the in-memory budget run in one process (workers would
+# add the serializing that one process then avoids); larger ones get one worker per core
+_PARALLEL_BYTES = DEFAULT_BUDGET
 
 
 @dataclass
@@ -228,8 +226,13 @@ def _collect_events(
 def _inline(
     plan: _Plan, sink: RejectSink, counts: _Counts, progress: _Progress
 ) -> Iterator[_Joined]:
-    """Both passes in this process; partitions stay in memory unless they outgrow the budget."""
-    store = PartitionStore(plan.n_parts, Path(plan.tmp), DEFAULT_BUDGET)
+    """Both passes in this process; records stay in memory unless they outgrow the budget.
+
+    An input larger than the budget is sure to outgrow it: its records are serialized as they
+    are read rather than once they fill the budget.
+    """
+    big = _input_bytes([Path(name) for name in plan.names]) > DEFAULT_BUDGET
+    store = PartitionStore(plan.n_parts, Path(plan.tmp), DEFAULT_BUDGET, serialize=big)
     try:
         for fi, name in enumerate(plan.names):
             counts.lines += _read_file(fi, plan, store, sink.add)
@@ -273,7 +276,7 @@ def _pass1(plan: _Plan, group: list[int]) -> tuple[int, list[tuple], list[str | 
     """Worker: parse a group of files into a spilled store of its own."""
     rejects: list[tuple] = []
     budget = DEFAULT_BUDGET // plan.workers
-    store = PartitionStore(plan.n_parts, Path(plan.tmp), budget, prefix=f"g{group[0]}")
+    store = PartitionStore(plan.n_parts, Path(plan.tmp), budget, f"g{group[0]}", serialize=True)
     lines = sum(_read_file(fi, plan, store, lambda *r: rejects.append(r)) for fi in group)
     paths = [None if p is None else str(p) for p in store.finish()]
     return lines, rejects, paths, store.spilled
@@ -288,13 +291,14 @@ def _pass2(args: tuple[_Plan, list[str]]) -> _Joined:
 def _read_file(fi: int, plan: _Plan, store: PartitionStore, reject: Callable) -> int:
     """Pass 1 over one file: parse each line into the store, or reject it. Returns lines read.
 
-    The hot loop of collect: :meth:`PartitionStore.add` written out, lines as read in blocks.
+    The hot loop of collect: lines are read in blocks, and each block's records are sorted into
+    partition buckets (``partition_of`` written out) and handed to the store together.
     """
     name = plan.names[fi]
-    parse, event_error, overhead = ev.parse_line, ev.EventError, RECORD_OVERHEAD
-    groups, budget, held = store.groups, store.budget, store.held
+    parse, event_error, crc32, n_parts = ev.parse_line, ev.EventError, zlib.crc32, store.n
     n = 0
     for block in iter_line_blocks(Path(name)):
+        buckets: list[list[tuple]] = [[] for _ in range(n_parts)]
         for line in block:
             n += 1
             try:
@@ -302,16 +306,8 @@ def _read_file(fi: int, plan: _Plan, store: PartitionStore, reject: Callable) ->
             except event_error as e:
                 reject(name, f"{name}:{n}", e.reason, strip_eol(line), e.detail)
                 continue
-            group = groups.get(rec[1])
-            if group is None:
-                groups[rec[1]] = [rec]
-            else:
-                group.append(rec)
-            held += len(line) + overhead
-        if held > budget:
-            store.spill()
-            held = 0
-    store.held = held
+            buckets[crc32(rec[ev.SID].encode("utf-8", "surrogatepass")) % n_parts].append(rec)
+        store.add(buckets, sum(map(len, block)))
     return n
 
 
@@ -364,7 +360,7 @@ def _input_bytes(files: list[Path]) -> int:
 
 
 def _workers(requested: int, files: list[Path]) -> int:
-    """``requested`` processes, or with 0 (auto) one per core for inputs above 32 MB."""
+    """``requested`` processes, or with 0 (auto) one per core for inputs above the budget."""
     return resolve_workers(requested, _input_bytes(files), _PARALLEL_BYTES)
 
 

@@ -44,7 +44,9 @@ class Spill:
     def batches(self, batch_rows: int) -> Iterator[pa.RecordBatch]:
         self.close()
         if self.rows:
-            yield from pq.ParquetFile(self.path).iter_batches(batch_size=batch_rows)
+            # pre_buffer=False: pyarrow would otherwise buffer the whole (uncompressed) file
+            spill = pq.ParquetFile(self.path, pre_buffer=False)
+            yield from spill.iter_batches(batch_size=batch_rows)
 
     def read(self) -> pa.Table:
         self.close()
