@@ -67,7 +67,26 @@ def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
     write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
 
 
-class ArtifactWriter:
+class ClosingWriter:
+    """Context-manager protocol of the writers: ``close()`` on success, ``abort(exc)`` on error."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def abort(self, exc: BaseException | None = None) -> None:
+        raise NotImplementedError
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort(exc)
+
+
+class ArtifactWriter(ClosingWriter):
     """Stream record batches into one Parquet artifact, atomically, with ``lfft`` metadata.
 
     >>> with ArtifactWriter(path, schemas.FEEDBACK, meta) as w:   # doctest: +SKIP
@@ -108,15 +127,6 @@ class ArtifactWriter:
         with contextlib.suppress(BaseException):
             err = exc or RuntimeError("aborted")
             self._cm.__exit__(type(err), err, err.__traceback__)
-
-    def __enter__(self) -> ArtifactWriter:
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort(exc)
 
 
 def write_table(

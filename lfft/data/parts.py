@@ -24,7 +24,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from lfft.io import ArtifactWriter, atomic_path
+from lfft.io import ArtifactWriter, ClosingWriter, atomic_path
 
 DEFAULT_PART_ROWS = 1_000_000  # rows per part when only the path asks for a folder
 PART_SUFFIX = ".parquet"
@@ -44,7 +44,7 @@ def open_output(
     return ArtifactWriter(out, schema, meta)
 
 
-class PartWriter:
+class PartWriter(ClosingWriter):
     """:class:`lfft.io.ArtifactWriter` for a folder: the same ``write`` / ``meta`` / ``rows`` /
     ``close`` / ``abort``, parts of at most ``part_rows`` rows, the folder swapped in atomically.
     """
@@ -91,15 +91,6 @@ class PartWriter:
         with contextlib.suppress(BaseException):
             err = exc or RuntimeError("aborted")
             self._cm.__exit__(type(err), err, err.__traceback__)
-
-    def __enter__(self) -> PartWriter:
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort(exc)
 
     def _open_part(self) -> ArtifactWriter:
         name = f"part-{self.parts:05d}{PART_SUFFIX}"
