@@ -16,7 +16,9 @@ tokens are the non-pad tokens of the batches (prompt and response). Prints a Mar
 - ``bare loop``: the loop a user would write over the very same batches (lfft's length-grouped
   plan): ``model(input_ids, attention_mask, labels)``, backward, clip, AdamW.
 - ``trl ...`` (``--trl``; TRL is an optional extra installed in the benchmark's environment only):
-  SFTTrainer without and with packing, and KTOTrainer.
+  SFTTrainer without and with packing (TRL's default ``bfd`` packing, padding-free), and
+  KTOTrainer; in fp32 without activation checkpointing like the others (TRL's CPU defaults turn
+  on bf16 autocast and checkpointing).
 """
 
 from __future__ import annotations
@@ -189,6 +191,10 @@ def run_trl(name: str, work: Path, args) -> dict:
         use_cpu=True,
         dataloader_num_workers=0,
         max_length=args.max_length,
+        # like every other run here: fp32 on the CPU, no activation checkpointing (TRL's CPU
+        # defaults, bf16 autocast and checkpointing, were 5-8x slower on this machine)
+        bf16=False,
+        activation_checkpointing=False,
     )
     if name == "trl kto":
         from trl import KTOConfig, KTOTrainer
