@@ -49,9 +49,6 @@ class ProofSettings:
     vocab_size: int = 400
     lambda_: float = 0.5
     beta: float = 0.1  # KTO
-    # std of the base's weights; None keeps the tiny preset's (0.02, GPT-2's, meant for width
-    # 768: at width 64 the copy circuit then forms late and by chance, see the doc)
-    init_std: float | None = 0.125  # hidden ** -0.5
     seed: int = 0  # training seed and the draw of the random wrong answers
     objectives: tuple[str, ...] = OBJECTIVES
     start: dict[str, str] = field(default_factory=dict)  # objective -> run to start from
@@ -151,8 +148,6 @@ def run_proof(s: ProofSettings = ProofSettings(), work: Path | None = None) -> d
             seed=s.seed,
         )
         init(root / "init", init_cfg)
-        if s.init_std is not None:
-            redraw_weights(root / "init", s.init_std, s.seed)
         results: dict[str, dict] = {"init": score(root / "init", root, words)}
         results["init"]["seconds"] = 0.0
         for objective in s.objectives:
@@ -162,20 +157,6 @@ def run_proof(s: ProofSettings = ProofSettings(), work: Path | None = None) -> d
             results[objective] = score(root / objective, root, words)
             results[objective]["seconds"] = time.perf_counter() - t0
         return results
-
-
-def redraw_weights(ckpt: Path, std: float, seed: int) -> None:
-    """Redraw the LM's weights from N(0, std) as transformers' own init does (norms stay 1)."""
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    model = AutoModelForCausalLM.from_pretrained(ckpt)
-    torch.manual_seed(seed)
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, torch.nn.Linear | torch.nn.Embedding):
-                module.weight.normal_(0.0, std)
-    model.save_pretrained(ckpt)
 
 
 def train_config(s: ProofSettings, objective: str):

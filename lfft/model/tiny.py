@@ -64,4 +64,8 @@ def llama_config(
         eos_token_id=eos_token_id,
         pad_token_id=pad_token_id,
         bos_token_id=bos_token_id,
+        # 1/sqrt(width): keeps each layer's output variance at its input's. transformers' 0.02
+        # (GPT-2's, tuned for width 768) is 6x too small at width 64, where a copy circuit then
+        # forms late and by chance (docs/learning-proof.md)
+        initializer_range=hidden**-0.5,
     )

@@ -26,17 +26,22 @@ CHAT_TEMPLATE = (
 
 
 def split_texts(path: str | Path) -> Iterator[str]:
-    """Every text of a train split (context turns, prompt, response, target), streamed."""
+    """Every turn of a train split (context, prompt, response, target), streamed.
+
+    Each turn is given as the chat template renders it, ``role\ncontent`` (the special tokens
+    aside), so the role names and the line break after them become tokens of their own instead
+    of being spelled out in bytes in every prompt.
+    """
     columns = ["context", "prompt", "response", "target"]
     for batch in iter_batches(path, columns=columns):
         data = batch.to_pydict()
         for context, prompt, response, target in zip(*(data[c] for c in columns), strict=True):
             for turn in context or ():
-                yield turn["content"] or ""
-            yield prompt or ""
-            yield response or ""
+                yield f"{turn['role']}\n{turn['content'] or ''}"
+            yield f"user\n{prompt or ''}"
+            yield f"assistant\n{response or ''}"
             if target and target != response:
-                yield target
+                yield f"assistant\n{target}"
 
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int = 2048):
