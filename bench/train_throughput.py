@@ -12,6 +12,7 @@ tokens are the non-pad tokens of the batches (prompt and response). Prints a Mar
 ``docs/benchmarks.md``.
 
 - ``lfft sft``: ``lfft train --objective sft --feedback-loss none`` (L_M alone, like the others);
+  ``lfft sft packed`` is the same with ``--packing on`` (padding-free packed rows);
   ``lfft sft+F`` adds the feedback head (lambda 0.5); ``lfft kto`` is KTO with its reference.
 - ``bare loop``: the loop a user would write over the very same batches (lfft's length-grouped
   plan): ``model(input_ids, attention_mask, labels)``, backward, clip, AdamW.
@@ -38,7 +39,7 @@ HERE = Path(__file__).resolve().parent
 SHARED = HERE.parents[1] / "shared"
 DATA = SHARED / "datasets" / "llamafactory-kto-en-demo" / "kto_en_demo.json"
 GPT2_TOKENIZER = SHARED / "models" / "gpt2-tokenizer"
-LFFT = ["lfft sft", "lfft sft+F", "lfft kto", "bare loop"]
+LFFT = ["lfft sft", "lfft sft packed", "lfft sft+F", "lfft kto", "bare loop"]
 TRL = ["trl sft", "trl sft packed", "trl kto"]
 
 
@@ -102,7 +103,7 @@ def run_lfft(name: str, work: Path, args) -> dict:
     objective = "kto" if name == "lfft kto" else "sft"
     cfg = TrainConfig(
         objective=objective,
-        feedback_loss="none" if name == "lfft sft" else "auto",
+        feedback_loss="none" if name in ("lfft sft", "lfft sft packed") else "auto",
         max_steps=args.steps,
         batch_size=args.batch_size,
         batch_tokens=args.batch_size * args.max_length,
@@ -112,6 +113,7 @@ def run_lfft(name: str, work: Path, args) -> dict:
         log_every=args.warmup,
         eval_every=0,
         save_every=0,
+        packing="on" if name.endswith("packed") else "off",
     )
     out = work / name.replace(" ", "-").replace("+", "")
     train(work / "init", work / "train.parquet", out, cfg)

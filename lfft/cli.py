@@ -320,6 +320,9 @@ def train(
         int | None, typer.Option(help="Launch N processes with torchrun (DDP).")
     ] = None,
     fsdp: Annotated[bool, typer.Option(help="FSDP2 sharding under torchrun.")] = False,
+    packing: Annotated[
+        str | None, typer.Option(help="auto|on|off: padding-free packing (auto: on a GPU).")
+    ] = None,
     seed: Annotated[int | None, typer.Option()] = None,
     config: ConfigOpt = None,
     quiet: Quiet = False,
@@ -353,6 +356,7 @@ def train(
         compile=True if compile else None,
         lora=True if lora else None,
         fsdp=True if fsdp else None,
+        packing=packing,
         seed=seed,
     )
     if nproc and nproc > 1:

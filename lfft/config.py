@@ -139,6 +139,7 @@ class TrainConfig:
     unlikelihood_alpha: float = 1.0
     max_pairs_per_group: int = 8  # DPO: pairs made within one group_id
     fsdp: bool = False
+    packing: str = "auto"  # auto|on|off: padding-free packed rows (auto: on a GPU only)
 
 
 @dataclass(frozen=True)

@@ -37,15 +37,25 @@ def _weights(folder):
     }
 
 
-@pytest.mark.parametrize("objective,lora", [("sft", False), ("kto", False), ("kto", True)])
+@pytest.mark.parametrize(
+    "objective,lora,packing",
+    [("sft", False, "off"), ("kto", False, "off"), ("kto", True, "off"), ("kto", False, "on")],
+)
 def test_resume_after_a_kill_reaches_the_same_weights(
-    objective, lora, model_tiny_ckpt, model_splits, tmp_path, monkeypatch
+    objective, lora, packing, model_tiny_ckpt, model_splits, tmp_path, monkeypatch
 ):
     if lora:
         pytest.importorskip("peft")
     # 40 examples in batches of 16 = 3 batches per epoch: 6 steps cross an epoch, so the data
     # order of the next epoch must resume exactly too.
-    cfg = _cfg(objective=objective, save_every=3, batch_size=16, batch_tokens=10_000, lora=lora)
+    cfg = _cfg(
+        objective=objective,
+        save_every=3,
+        batch_size=16,
+        batch_tokens=10_000,
+        lora=lora,
+        packing=packing,
+    )
     straight = tmp_path / "straight"
     train(model_tiny_ckpt, model_splits, straight, cfg)
 

@@ -1,10 +1,12 @@
-"""From split rows to padded tensor batches: chat-template rendering, tokenization, length grouping.
+"""From split rows to tensor batches: chat-template rendering, tokenization, length grouping,
+packing.
 
 An :class:`Example` is one (prompt, response) token sequence: the prompt is rendered with the
 tokenizer's chat template from ``context`` + ``prompt`` (with the generation prompt), the response
-(``response``, or ``target`` with ``use_target``) follows and ends with eos. Batches group examples
-of similar length (padding stays small; DESIGN measured this as fast as packing on the CPU), are
-right-padded, and keep rows independent: a row's outputs never depend on the other rows.
+(``response``, or ``target`` with ``use_target``) follows and ends with eos. Padded batches
+(:func:`collate`) group examples of similar length and are right-padded; packed batches
+(:func:`pack`) lay examples end to end in rows. Either way examples stay independent: an
+example's outputs never depend on the others in its batch.
 """
 
 from __future__ import annotations
@@ -16,8 +18,11 @@ from typing import Any
 
 import torch
 
+from lfft.errors import ConfigError
+
 SIGNAL_CODES = {"none": 0, "binary": 1, "scalar": 2, "pairwise": 3, "token": 4}
 NAN = float("nan")
+PACKING = ("auto", "on", "off")
 
 
 @dataclass(slots=True)
@@ -59,7 +64,12 @@ class Batch:
     edited: torch.Tensor  # (B,) bool
     response_index: torch.Tensor  # (N,) long, flat indices b*T+t of response tokens
     tokens: int = 0  # real (non-pad) tokens
-    positions: int = 0  # B*T
+    positions: int = 0  # positions the model computes: B*T, or P*Tp when packed
+    # Packed (see :func:`pack`): the model runs on P rows of several examples each; every field
+    # above keeps the logical (B,T) layout, and ``gather`` maps it back from the packed rows.
+    pack_ids: torch.Tensor | None = None  # (P,Tp) long
+    pack_pos: torch.Tensor | None = None  # (P,Tp) long, restarting at 0 for each example
+    gather: torch.Tensor | None = None  # (B*T,) long: flat index in P*Tp of each b*T+t (pad: 0)
 
     def to(self, device: torch.device | str) -> Batch:
         moved = {
@@ -192,6 +202,65 @@ def collate(examples: Sequence[Example], pad_id: int) -> Batch:
     )
 
 
+def use_packing(mode: str, device_type: str) -> bool:
+    """``--packing``: ``on``/``off``, or ``auto``: on a GPU only (measured in docs/training.md:
+    on the CPU the block-diagonal mask made packed rows slower than length-grouped padding)."""
+    if mode not in PACKING:
+        raise ConfigError(f"--packing {mode!r}: expected one of {', '.join(PACKING)}")
+    return mode == "on" or (mode == "auto" and device_type == "cuda")
+
+
+def pack(examples: Sequence[Example], pad_id: int, pack_length: int) -> Batch:
+    """A :func:`collate` batch whose model input is packed: the examples are laid end to end in
+    rows of at most ``pack_length`` tokens (see :func:`pack_rows`; a longer example has a row of
+    its own), positions restart at 0 for each example, and ``gather`` maps the logical (B,T)
+    layout into the packed rows. ``positions`` counts the packed rows' positions (P*Tp)."""
+    batch = collate(examples, pad_id)
+    lengths = [len(e) for e in examples]
+    rows = pack_rows(lengths, pack_length)
+    width = max(sum(lengths[i] for i in r) for r in rows)
+    t = batch.input_ids.shape[1]
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    pos = torch.zeros((len(rows), width), dtype=torch.long)
+    gather = torch.zeros(len(examples) * t, dtype=torch.long)
+    for r, row in enumerate(rows):
+        offset = 0
+        for i in row:
+            n = lengths[i]
+            ids[r, offset : offset + n] = batch.input_ids[i, :n]
+            pos[r, offset : offset + n] = torch.arange(n)
+            gather[i * t : i * t + n] = torch.arange(r * width + offset, r * width + offset + n)
+            offset += n
+        pos[r, offset:] = torch.arange(width - offset)  # the tail: a pad "example" of its own
+    batch.pack_ids, batch.pack_pos, batch.gather = ids, pos, gather
+    batch.positions = len(rows) * width
+    return batch
+
+
+def pack_rows(lengths: Sequence[int], capacity: int) -> list[list[int]]:
+    """Indices of ``lengths`` in as few rows of at most ``capacity`` tokens as first-fit-decreasing
+    finds, then spread over that many rows longest first onto the emptiest one (when that makes
+    the widest row narrower: every row is padded to it)."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    rows: list[list[int]] = []
+    loads: list[int] = []
+    for i in order:
+        r = next((r for r, load in enumerate(loads) if load + lengths[i] <= capacity), None)
+        if r is None:
+            rows.append([])
+            loads.append(0)
+            r = len(rows) - 1
+        rows[r].append(i)
+        loads[r] += lengths[i]
+    even: list[list[int]] = [[] for _ in rows]
+    even_loads = [0] * len(rows)
+    for i in order:
+        r = min(range(len(rows)), key=even_loads.__getitem__)
+        even[r].append(i)
+        even_loads[r] += lengths[i]
+    return even if max(even_loads) < max(loads) else rows
+
+
 def plan(
     lengths: Sequence[int],
     batch_size: int,
@@ -199,14 +268,22 @@ def plan(
     shuffle: bool = False,
     seed: int = 0,
     group: int = 1,
+    packed: bool = False,
 ) -> list[list[int]]:
     """Index lists of length-grouped batches: at most ``batch_size`` sequences and
     ``batch_tokens`` padded positions each; consecutive runs of ``group`` indices stay together
     (DPO pairs). Shuffled: random mega-batches of 64 batches, each sorted by length, cut into
     batches, batch order shuffled; deterministic for a seed. Not shuffled: sorted by length.
+
+    ``packed`` (for :func:`pack`): no length grouping; the (shuffled) examples are cut into
+    batches of at most ``batch_size`` sequences and ``batch_tokens`` real tokens.
     """
     units = [list(range(i, min(i + group, len(lengths)))) for i in range(0, len(lengths), group)]
     rng = random.Random(seed)
+    if packed:
+        if shuffle:
+            rng.shuffle(units)
+        return _cut_by_tokens(units, lengths, batch_size, batch_tokens)
     if shuffle:
         rng.shuffle(units)
         mega = max(1, 64 * max(1, batch_size // group))
@@ -229,6 +306,24 @@ def plan(
             out.append(cur)
     if shuffle:
         rng.shuffle(out)
+    return out
+
+
+def _cut_by_tokens(
+    units: list[list[int]], lengths: Sequence[int], batch_size: int, batch_tokens: int
+) -> list[list[int]]:
+    out: list[list[int]] = []
+    cur: list[int] = []
+    tokens = 0
+    for u in units:
+        n = sum(lengths[j] for j in u)
+        if cur and (len(cur) + len(u) > batch_size or tokens + n > batch_tokens):
+            out.append(cur)
+            cur, tokens = [], 0
+        cur.extend(u)
+        tokens += n
+    if cur:
+        out.append(cur)
     return out
 
 

@@ -2,8 +2,9 @@
 
 The backbone runs once (``use_cache=False``); the LM head runs only on the hidden states that
 predict response tokens (the prompt's logits are never needed), and the feedback head on all.
-Batches are right-padded, so with a causal mask no real token can see a pad: the padding mask
-is left out and attention keeps its fast causal path. Row outputs do not depend on other rows.
+Padded batches are right-padded, so with a causal mask no real token can see a pad: the padding
+mask is left out and attention keeps its fast causal path. Packed batches keep attention within
+each example. Either way an example's outputs do not depend on the others in its batch.
 """
 
 from __future__ import annotations
@@ -38,27 +39,32 @@ def _plain_lm_head(model) -> bool:
 
 
 def forward_batch(model, head, batch: Batch) -> ForwardOut:
-    """Token log-probs of the response tokens and the feedback head's logits."""
+    """Token log-probs of the response tokens and the feedback head's logits.
+
+    A packed batch (``batch.gather`` set) runs the model on its packed rows without an attention
+    mask: transformers finds the examples from the restarting positions and keeps attention within
+    each one. The outputs come back in the logical (B,T) layout, as for a padded batch.
+    """
     lm = unwrap(model)
     ids = batch.input_ids
     bsz, t = ids.shape
     idx = batch.response_index
     targets = ids.reshape(-1).index_select(0, idx)
+    packed = batch.gather is not None
+    run_ids = batch.pack_ids if packed else ids
+    run_pos = batch.pack_pos if packed else batch.position_ids
+    predict = batch.gather.index_select(0, idx - 1) if packed else idx - 1  # rows of the flat run
     if _plain_lm_head(lm):
         hidden = lm.base_model(
-            input_ids=ids, position_ids=batch.position_ids, use_cache=False
+            input_ids=run_ids, position_ids=run_pos, use_cache=False
         ).last_hidden_state
-        flat = hidden.reshape(bsz * t, -1).index_select(0, idx - 1)
-        logits = lm.get_output_embeddings()(flat)
+        logits = lm.get_output_embeddings()(hidden.flatten(0, 1).index_select(0, predict))
     else:
         out = lm(
-            input_ids=ids,
-            position_ids=batch.position_ids,
-            use_cache=False,
-            output_hidden_states=True,
+            input_ids=run_ids, position_ids=run_pos, use_cache=False, output_hidden_states=True
         )
         hidden = out.hidden_states[-1]
-        logits = out.logits.reshape(bsz * t, -1).index_select(0, idx - 1)
+        logits = out.logits.flatten(0, 1).index_select(0, predict)
     nll = F.cross_entropy(logits.float(), targets, reduction="none")
     token_logps = (
         torch.zeros(bsz * t, dtype=torch.float32, device=ids.device)
@@ -67,6 +73,32 @@ def forward_batch(model, head, batch: Batch) -> ForwardOut:
     )
     fb_token = fb_seq = None
     if head is not None:
+        if packed:
+            hidden = hidden.flatten(0, 1).index_select(0, batch.gather).view(bsz, t, -1)
         fb_token = head(hidden).float()
         fb_seq = fb_token.gather(1, batch.last_index[:, None]).squeeze(1)
     return ForwardOut(token_logps, batch.response_mask, fb_token, fb_seq)
+
+
+@torch.no_grad()
+def packing_works(model) -> bool:
+    """Whether ``model`` keeps attention within each example of a packed row: transformers finds
+    the examples from positions that restart at 0, but a model with its own masking code may not
+    (then packed examples would see each other). Checked on two short sequences."""
+    lm = unwrap(model)
+    vocab = lm.get_input_embeddings().num_embeddings
+    device = lm.get_input_embeddings().weight.device
+    a, b = torch.arange(3, 8) % vocab, torch.arange(11, 14) % vocab
+    ids = torch.cat([a, b])[None].to(device)
+    pos = torch.cat([torch.arange(len(a)), torch.arange(len(b))])[None].to(device)
+    training = lm.training
+    lm.eval()
+    try:
+        packed = lm.base_model(input_ids=ids, position_ids=pos, use_cache=False)
+        alone = lm.base_model(
+            input_ids=ids[:, len(a) :], position_ids=pos[:, len(a) :], use_cache=False
+        )
+    finally:
+        lm.train(training)
+    got, want = packed.last_hidden_state[0, len(a) :], alone.last_hidden_state[0]
+    return torch.allclose(got.float(), want.float(), atol=1e-3, rtol=1e-3)

@@ -30,10 +30,10 @@ from lfft.config import TrainConfig, as_dict
 from lfft.errors import LfftError, NoUsableRows
 from lfft.io import _hash_json, fingerprints, read_table, write_table
 from lfft.model import checkpoint
-from lfft.model.batching import collate, pad_share, plan
+from lfft.model.batching import Example, collate, pack, pad_share, plan, use_packing
 from lfft.model.device import peak_memory_mb, pick_device, pick_dtype
 from lfft.model.display import TrainDisplay
-from lfft.model.forward import forward_batch, unwrap
+from lfft.model.forward import forward_batch, packing_works, unwrap
 from lfft.model.objectives import (
     NEEDS_REFERENCE,
     LossSettings,
@@ -73,7 +73,7 @@ class Progress:
     bad_evals: int = 0
     stopped: bool = False  # early stopping fired
     tokens: int = 0  # useful (non-pad) tokens trained on
-    positions: int = 0  # padded positions computed
+    positions: int = 0  # positions computed (padded or packed rows)
     train_seconds: float = 0.0  # time in training steps (not validation or saving)
     metrics: list[dict[str, Any]] = field(default_factory=list)
 
@@ -174,6 +174,7 @@ class Run:
         self.dtype = pick_dtype(cfg.precision, self.device)
         seed_everything(cfg.seed)
         self._load_models(resume_dir)
+        self.packing = self._packing()
         self.use_head = cfg.feedback_loss != "none" and cfg.lambda_ > 0
         self.max_length = min(
             cfg.max_length, getattr(self.model_config, "max_position_embeddings", None) or 1 << 30
@@ -263,9 +264,30 @@ class Run:
                     shuffle=True,
                     seed=self.cfg.seed + epoch,
                     group=self.trainset.group,
+                    packed=self.packing,
                 )
             }
         return self.plans[epoch]
+
+    def _packing(self) -> bool:
+        """``--packing`` resolved on this device; ``on`` for a model that cannot is an error."""
+        mode = self.cfg.packing
+        if not use_packing(mode, self.device.type):
+            return False
+        if packing_works(self.model):
+            return True
+        if mode == "on":
+            name = type(unwrap(self.model)).__name__
+            raise LfftError(
+                f"--packing on: {name} lets packed examples attend to each other; use --packing off"
+            )
+        return False
+
+    def _batch(self, examples: list[Example]):
+        """One micro-batch on the device: packed rows or length-grouped padding."""
+        pad = self.tokenizer.pad_token_id
+        batch = pack(examples, pad, self.max_length) if self.packing else collate(examples, pad)
+        return batch.to(self.device)
 
     def _optimizer(self) -> torch.optim.Optimizer:
         params = [p for p in self.model.parameters() if p.requires_grad]
@@ -299,6 +321,7 @@ class Run:
             "counts": counts,
             "trust_remote_code": base.get("trust_remote_code", False),
             "loss": asdict(self.settings),
+            "packing": self.packing,
         }
 
     def _restore(self, folder: Path) -> None:
@@ -341,8 +364,7 @@ class Run:
         batches = self._plan(prog.epoch)
         micro = batches[prog.pos : prog.pos + max(1, self.cfg.grad_accum) * self.world]
         for idx in self._share(micro):  # None: a filler that adds nothing
-            batch = collate([examples[i] for i in idx or micro[0]], self.tokenizer.pad_token_id)
-            batch = batch.to(self.device)
+            batch = self._batch([examples[i] for i in idx or micro[0]])
             loss, lm, fb = self._losses(batch)
             scaled = loss * self.world / len(micro) if idx is not None else loss * 0
             (self.scaler.scale(scaled) if self.scaler else scaled).backward()
@@ -427,10 +449,15 @@ class Run:
         sums = torch.zeros(4, device=self.device)  # loss, lm, fb (times rows), rows
         examples = self.valset.examples
         lengths = [len(e) for e in examples]
-        batches = plan(lengths, self.cfg.batch_size, self.cfg.batch_tokens, group=self.valset.group)
+        batches = plan(
+            lengths,
+            self.cfg.batch_size,
+            self.cfg.batch_tokens,
+            group=self.valset.group,
+            packed=self.packing,
+        )
         for idx in self._share(batches):
-            batch = collate([examples[i] for i in idx or batches[0]], self.tokenizer.pad_token_id)
-            batch = batch.to(self.device)
+            batch = self._batch([examples[i] for i in idx or batches[0]])
             loss, lm, fb = self._losses(batch)
             if idx is None:
                 continue
@@ -580,6 +607,7 @@ class Run:
             "train loss": m["train_loss"],
             "val loss": m["val_loss"],
             "tokens/s": round(m["tokens_per_s"] or 0),
+            "packing": "on" if self.packing else "off",
             "pad share": round(m["pad_share"], 4),
             "train time s": round(m["train_seconds"], 2),
             "examples": len(self.trainset.examples),
