@@ -11,7 +11,15 @@ import torch
 
 from lfft.config import TrainConfig
 from lfft.errors import ConfigError, LfftError
-from lfft.model.batching import collate, encode, pack, pack_rows, plan, use_packing
+from lfft.model.batching import (
+    collate,
+    encode,
+    pack,
+    pack_rows,
+    plan,
+    plan_pad_share,
+    use_packing,
+)
 from lfft.model.checkpoint import load
 from lfft.model.forward import forward_batch, packing_works
 from lfft.model.train import read_rows, train
@@ -84,11 +92,13 @@ def test_packed_plan_budgets_pairs_and_seed():
         assert all(b[k] % 2 == 0 and b[k + 1] == b[k] + 1 for k in range(0, len(b), 2))
 
 
-def test_packing_mode_is_checked():
-    assert use_packing("on", "cpu") and not use_packing("off", "cuda")
-    assert use_packing("auto", "cuda") and not use_packing("auto", "cpu")
+def test_packing_mode_is_checked_and_auto_packs_only_when_padding_is_large():
+    assert use_packing("on", 0.0) and not use_packing("off", 0.9)
+    assert use_packing("auto", 0.4) and not use_packing("auto", 0.05)
     with pytest.raises(ConfigError, match="--packing 'yes'"):
-        use_packing("yes", "cpu")
+        use_packing("yes", 0.0)
+    # two batches: [2, 4] pads to 8 positions, [3] needs none -> 2 pads of 11 positions
+    assert plan_pad_share([2, 4, 3], [[0, 1], [2]]) == pytest.approx(2 / 11)
 
 
 def test_train_packed_has_less_padding(model_tiny_ckpt, model_splits, tmp_path):
@@ -108,7 +118,7 @@ def test_train_packed_has_less_padding(model_tiny_ckpt, model_splits, tmp_path):
         tmp_path / "off",
         TrainConfig(max_steps=3, batch_size=16, warmup_steps=1, save_every=0, packing="off"),
     )
-    assert off.extra["packing"] == "off"
+    assert off.extra["packing"].startswith("off (off; padded batches would be ")
     assert info["metrics"]["pad_share"] < off.extra["pad share"]
     assert math.isfinite(info["metrics"]["train_loss"])
 

@@ -30,7 +30,15 @@ from lfft.config import TrainConfig, as_dict
 from lfft.errors import LfftError, NoUsableRows
 from lfft.io import _hash_json, fingerprints, read_table, write_table
 from lfft.model import checkpoint
-from lfft.model.batching import Example, collate, pack, pad_share, plan, use_packing
+from lfft.model.batching import (
+    Example,
+    collate,
+    pack,
+    pad_share,
+    plan,
+    plan_pad_share,
+    use_packing,
+)
 from lfft.model.device import peak_memory_mb, pick_device, pick_dtype
 from lfft.model.display import TrainDisplay
 from lfft.model.forward import forward_batch, packing_works, unwrap
@@ -174,7 +182,6 @@ class Run:
         self.dtype = pick_dtype(cfg.precision, self.device)
         seed_everything(cfg.seed)
         self._load_models(resume_dir)
-        self.packing = self._packing()
         self.use_head = cfg.feedback_loss != "none" and cfg.lambda_ > 0
         self.max_length = min(
             cfg.max_length, getattr(self.model_config, "max_position_embeddings", None) or 1 << 30
@@ -189,6 +196,7 @@ class Run:
                 + (" (dpo needs pairs within a group_id)" if cfg.objective == "dpo" else "")
             )
         self.settings = self._loss_settings()
+        self.packing = self._packing()
         self.plans: dict[int, list[list[int]]] = {}
         per_epoch = math.ceil(len(self._plan(0)) / (max(1, cfg.grad_accum) * self.world))
         self.total = cfg.max_steps or max(1, math.ceil(cfg.epochs * per_epoch))
@@ -270,9 +278,15 @@ class Run:
         return self.plans[epoch]
 
     def _packing(self) -> bool:
-        """``--packing`` resolved on this device; ``on`` for a model that cannot is an error."""
-        mode = self.cfg.packing
-        if not use_packing(mode, self.device.type):
+        """``--packing`` resolved for this data (``auto``: by the pad share of padded batches);
+        ``on`` for a model that cannot keep packed examples apart is an error."""
+        mode, cfg = self.cfg.packing, self.cfg
+        lengths = [len(e) for e in self.trainset.examples]
+        padded = plan(
+            lengths, cfg.batch_size, cfg.batch_tokens, True, cfg.seed, self.trainset.group
+        )
+        self.padded_share = plan_pad_share(lengths, padded)
+        if not use_packing(mode, self.padded_share):
             return False
         if packing_works(self.model):
             return True
@@ -607,7 +621,8 @@ class Run:
             "train loss": m["train_loss"],
             "val loss": m["val_loss"],
             "tokens/s": round(m["tokens_per_s"] or 0),
-            "packing": "on" if self.packing else "off",
+            "packing": f"{'on' if self.packing else 'off'} ({self.cfg.packing}; padded batches"
+            f" would be {self.padded_share:.1%} padding)",
             "pad share": round(m["pad_share"], 4),
             "train time s": round(m["train_seconds"], 2),
             "examples": len(self.trainset.examples),
