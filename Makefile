@@ -9,7 +9,7 @@ STAMP := $(VENV)/.lfft-installed
 WORK ?= work/demo
 SAMPLES := data/samples
 
-.PHONY: install demo test lint format bench clean-work collect clean normalize split init train evaluate smoke
+.PHONY: install demo test lint format bench bench-train gpu-check clean-work collect clean normalize split init train evaluate smoke
 
 install: $(STAMP)
 
@@ -37,6 +37,22 @@ format: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/data_stages.py
+
+# Training throughput against TRL: TRL lives in its own environment (.venv-bench), never in .venv.
+BENCH_VENV := .venv-bench
+$(BENCH_VENV)/.lfft-installed: pyproject.toml constraints.txt
+	test -x $(BENCH_VENV)/bin/python || $(PY) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install -q $(TORCH_SPEC)
+	grep -v '^torch==' constraints.txt > $(BENCH_VENV)/constraints-no-torch.txt
+	$(BENCH_VENV)/bin/python -m pip install -q -e '.[bench]' -c $(BENCH_VENV)/constraints-no-torch.txt
+	touch $@
+
+bench-train: $(BENCH_VENV)/.lfft-installed
+	$(BENCH_VENV)/bin/python bench/train_throughput.py --trl
+
+# On a machine with a CUDA GPU (install with a CUDA TORCH_SPEC): 125m preset, bf16, tokens/s + MFU.
+gpu-check: $(STAMP)
+	LFFT=$(BIN)/lfft PYTHON=$(BIN)/python bench/gpu_check.sh
 
 clean-work:
 	rm -rf work
