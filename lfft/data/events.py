@@ -13,6 +13,7 @@ import json
 import math
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from operator import itemgetter
 from typing import Any, NoReturn
 
 from lfft.data.records import parse_ts
@@ -61,8 +62,6 @@ def parse_line(line: bytes, file_index: int, line_no: int) -> tuple:
     The line may still end with its ``\n`` (or ``\r\n``): JSON allows whitespace after a
     value, and the reader saves a copy of every line by not stripping it.
     """
-    if not line or line.isspace():
-        raise EventError("blank_line", "an empty line is not an event")
     try:
         text = line.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -72,6 +71,8 @@ def parse_line(line: bytes, file_index: int, line_no: int) -> tuple:
         if end != len(text) and text[end:] not in _LINE_ENDS:
             raise ValueError
     except (StopIteration, ValueError, RecursionError):
+        if not line or line.isspace():  # checked here, off the path of every good line
+            raise EventError("blank_line", "an empty line is not an event") from None
         obj = _loads(text)
     if type(obj) is not dict:
         raise EventError("not_an_object", f"{_tname(obj)}, expected a JSON object")
@@ -338,6 +339,7 @@ FEEDBACK_COL = 9  # where a row keeps its feedback list
 Rejected = tuple  # (record, reason, detail)
 Implicit = Callable[[str, str], "tuple[str, float] | None"]
 _ROOT = ((), (), None)  # the context above a first message: no turns, no user
+_MTS, _FTS = itemgetter(MTS), itemgetter(4)  # a message's timestamp; a row's feedback event's
 
 
 def join_session(
@@ -350,11 +352,11 @@ def join_session(
     user reply an implicit signal came from); a feedback record when it attached to a row.
     """
     rejected: list[Rejected] = []
-    msgs, feedback = _dedup(recs, rejected)
-    chains, broken = _chains(msgs)
+    msgs, feedback, chains = _dedup(recs, rejected)
+    broken = _chains(msgs, chains) if len(chains) < len(msgs) else {}
     answers = [m for m in msgs.values() if m[ROLE] == "assistant" and m[MID] in chains]
     if len(answers) > 1:
-        answers.sort(key=_order)
+        _sort(answers, _MTS, _order)
     used: set[str] = set()
     rows: list[list] = []
     row_of: dict[str, list] = {}
@@ -392,13 +394,18 @@ def join_session(
     n_fb = _attach(sid, feedback, msgs, row_of, rejected) if feedback else 0
     for row in rows:
         if len(row[FEEDBACK_COL]) > 1:
-            row[FEEDBACK_COL].sort(key=_fb_order)
+            _sort(row[FEEDBACK_COL], _FTS, _fb_order)
     return rows, rejected, len(used) + n_fb
 
 
-def _dedup(recs: list[tuple], rejected: list[Rejected]) -> tuple[dict[str, tuple], list[tuple]]:
-    """Drop repeated deliveries: the same event id, or the same content (first one wins)."""
+def _dedup(recs: list[tuple], rejected: list[Rejected]) -> tuple[dict, list[tuple], dict]:
+    """Drop repeated deliveries: the same event id, or the same content (first one wins).
+
+    Returns the messages by id, the feedback records and the chains (see :func:`_chains`) of
+    the messages whose parent came before them (the usual case: no tree to walk).
+    """
     msgs: dict[str, tuple] = {}
+    chains: dict[str, tuple] = {}
     feedback: list[tuple] = []
     seen: set = set()  # event ids (str) and content keys of feedback without an id (tuples)
     for r in recs:
@@ -411,6 +418,11 @@ def _dedup(recs: list[tuple], rejected: list[Rejected]) -> tuple[dict[str, tuple
                 seen.add(eid)
             old = msgs.setdefault(r[MID], r)
             if old is r:
+                parent = r[PARENT]
+                base = _ROOT if parent is None else chains.get(parent)
+                if base is not None:
+                    roles, contents, user = base
+                    chains[r[MID]] = (roles + (r[ROLE],), contents + (r[CONTENT],), r[USER] or user)
                 continue
             if old[MID : USER + 1] == r[MID : USER + 1]:
                 rejected.append((r, "duplicate_event", f"message {r[MID]!r} delivered again"))
@@ -425,17 +437,17 @@ def _dedup(recs: list[tuple], rejected: list[Rejected]) -> tuple[dict[str, tuple
                 continue
             seen.add(key)
             feedback.append(r)
-    return msgs, feedback
+    return msgs, feedback, chains
 
 
-def _chains(msgs: dict[str, tuple]) -> tuple[dict[str, tuple], dict[str, tuple]]:
-    """Walk every message up to its root, once: ``(chains, broken)``.
+def _chains(msgs: dict[str, tuple], chains: dict[str, tuple]) -> dict[str, tuple]:
+    """Complete ``chains`` by walking every other message up to its root, once; returns
+    ``broken``.
 
     ``chains[m]`` is, for a message whose ancestors all arrived, ``(roles, contents, user)`` of
     the turns from the root down to ``m`` (inclusive) and the nearest ``user_id`` among them;
     ``broken[m]`` is ``(reason, detail)`` for every other message.
     """
-    chains: dict[str, tuple] = {}
     broken: dict[str, tuple] = {}
     limit = len(msgs)
     for start, rec in msgs.items():
@@ -472,7 +484,7 @@ def _chains(msgs: dict[str, tuple]) -> tuple[dict[str, tuple], dict[str, tuple]]
             contents += (m[CONTENT],)
             user = m[USER] or user
             chains[m[MID]] = (roles, contents, user)
-    return chains, broken
+    return broken
 
 
 def _infer(msgs: dict[str, tuple], row_of: dict[str, list], implicit: Implicit, used: set[str]):
@@ -540,6 +552,15 @@ def _preference_problem(f: tuple, chosen: tuple, other: tuple | None, row_of: di
     if ref not in row_of:
         return "target_rejected", f"sibling {ref!r} was rejected"
     return None
+
+
+def _sort(items: list[tuple], by_ts: Callable, key: Callable) -> None:
+    """Sort ``items`` (in read order) by ``key``: timestamp, missing ones last, then read order.
+
+    A stable sort by the timestamp alone gives that order when every item has one (the usual
+    case), with a key function in C.
+    """
+    items.sort(key=key if None in map(by_ts, items) else by_ts)
 
 
 def _order(m: tuple) -> tuple:

@@ -197,11 +197,26 @@ class ImplicitRules:
 
     def __init__(self, table: dict[str, dict[str, Any]], order: tuple[str, ...] = DEFAULT_ORDER):
         self.rules = [_build_rule(kind, table[kind]) for kind in order if kind in table]
+        # what the patterns say depends on the reply alone, and replies repeat ("thanks!")
+        self._matches = functools.lru_cache(maxsize=8192)(self._match)
 
     def __call__(self, prompt: str, reply: str) -> tuple[str, float] | None:
+        for rule, hit in zip(self.rules, self._matches(reply), strict=True):
+            if hit or (
+                hit is not None
+                and rule.min_similarity is not None
+                and similarity(prompt, reply, rule.min_words) >= rule.min_similarity
+            ):
+                return rule.kind, rule.value
+        return None
+
+    def _match(self, reply: str) -> tuple[bool | None, ...]:
+        """Per rule: whether its pattern matches ``reply`` (None: the reply is too long)."""
         low = None  # the reply lower-cased, for the ``requires`` filters
+        hits: list[bool | None] = []
         for rule in self.rules:
             if len(reply) > rule.max_chars:
+                hits.append(None)
                 continue
             pattern = rule.pattern
             if pattern is not None and rule.requires is not None:
@@ -209,12 +224,8 @@ class ImplicitRules:
                     low = reply.lower()
                 if rule.requires.search(low) is None:
                     pattern = None
-            if (pattern is not None and pattern.search(reply)) or (
-                rule.min_similarity is not None
-                and similarity(prompt, reply, rule.min_words) >= rule.min_similarity
-            ):
-                return rule.kind, rule.value
-        return None
+            hits.append(pattern is not None and pattern.search(reply) is not None)
+        return tuple(hits)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -234,7 +245,8 @@ def similarity(a: str, b: str, min_words: int = 2) -> float:
     wa = content_words(a)
     if len(wa) < min_words:
         return 0.0
-    return len(wa & wb) / len(wa | wb)
+    common = len(wa & wb)
+    return common / (len(wa) + len(wb) - common)
 
 
 def load_rules(path: str | Path | None = None) -> ImplicitRules:

@@ -2,7 +2,9 @@
 
 collect's first pass sorts the records of each block of input lines into ``n`` buckets by a
 stable hash of their session (:func:`partition_of`) and hands them to
-:meth:`PartitionStore.add`; the second pass takes one partition at a time
+:meth:`PartitionStore.add`, consecutive records of one session together in a *run* (a list:
+logs mostly keep a session's lines together, so the session is hashed and grouped once per run
+rather than once per record); the second pass takes one partition at a time
 (:meth:`PartitionStore.partitions`), grouped by session, so memory holds one partition of
 records, not the whole input.
 
@@ -37,7 +39,8 @@ def partition_of(key: str, n: int) -> int:
 
 class PartitionStore:
     """Records of ``n`` partitions, added bucket by bucket; each partition read back as
-    ``{key: [records in add order]}`` (the key of a record is ``record[1]``).
+    ``{key: [records in add order]}`` (the key of a record is ``record[1]``). A bucket holds
+    either records (tuples) or runs (lists of consecutive records of one key).
 
     Spill files are ``{tmp_dir}/{prefix}-{partition}.marshal``; several stores (one per reader
     process) can share a folder with different prefixes. A store that will be spilled whole
@@ -60,30 +63,31 @@ class PartitionStore:
         self.live: list[list[list[tuple]]] = [[] for _ in range(self.n)]  # buckets as added
         self.blobs: list[list[bytes]] = [[] for _ in range(self.n)]  # serialized buckets
         self.held = 0  # bytes in memory: estimated (live records), then exact (blobs)
-        self.records = [0] * self.n  # records in memory, per partition
+        self.records = [0] * self.n  # serialized records in memory, per partition
         self.paths: list[Path | None] = [None] * self.n
         self._files: list[BinaryIO | None] = [None] * self.n
         self.spilled = 0  # records written to disk
 
-    def add(self, buckets: list[list[tuple]], size: int) -> None:
-        """Add records sorted into partitions (``buckets[i]`` holds those of partition ``i``)
-        parsed from ``size`` bytes of input."""
+    def add(self, buckets: list[list], size: int, records: int | None = None) -> None:
+        """Add records sorted into partitions (``buckets[i]`` holds those of partition ``i``,
+        ``records`` of them in all, as records or runs) parsed from ``size`` bytes of input."""
         if not self.serialize:
-            for i, recs in enumerate(buckets):
-                if recs:
-                    self.live[i].append(recs)
-                    self.records[i] += len(recs)
-            self.held += size + RECORD_OVERHEAD * sum(map(len, buckets))
+            for i, items in enumerate(buckets):
+                if items:
+                    self.live[i].append(items)
+            if records is None:
+                records = sum(map(_count, buckets))
+            self.held += size + RECORD_OVERHEAD * records
             if self.held > self.budget:
                 self._serialize_live()
             return
         dumps = marshal.dumps
-        for i, recs in enumerate(buckets):
-            if recs:
-                blob = dumps(recs)
+        for i, items in enumerate(buckets):
+            if items:
+                blob = dumps(items)
                 self.blobs[i].append(blob)
                 self.held += len(blob)
-                self.records[i] += len(recs)
+                self.records[i] += _count(items)
         if self.held > self.budget // 2:  # serialized, records are about 2.5x smaller
             self.spill()
 
@@ -138,8 +142,9 @@ class PartitionStore:
             return
         self.held = 0
         for i, buckets in enumerate(self.live):
-            self.blobs[i] = [marshal.dumps(recs) for recs in buckets] + self.blobs[i]
+            self.blobs[i] = [marshal.dumps(items) for items in buckets] + self.blobs[i]
             self.held += sum(map(len, self.blobs[i]))
+            self.records[i] += sum(map(_count, buckets))
             self.live[i] = []
 
 
@@ -151,18 +156,33 @@ def read_partition(paths: list[Path]) -> dict[str, list[tuple]]:
     return groups
 
 
-def group(buckets: Iterable[list[tuple]]) -> dict[str, list[tuple]]:
-    """Records of buckets, in order, grouped by their key (``record[1]``, the session)."""
+def group(buckets: Iterable[list]) -> dict[str, list[tuple]]:
+    """Records of buckets (of records or of runs), in order, grouped by their key (``record[1]``,
+    the session). Runs become the groups' lists: a bucket is consumed, not copied."""
     groups: dict[str, list[tuple]] = {}
     get = groups.get
-    for recs in buckets:
-        for rec in recs:
+    for items in buckets:
+        if items and type(items[0]) is list:
+            for run in items:
+                key = run[0][1]
+                have = get(key)
+                if have is None:
+                    groups[key] = run
+                else:
+                    have += run
+            continue
+        for rec in items:
             have = get(rec[1])
             if have is None:
                 groups[rec[1]] = [rec]
             else:
                 have.append(rec)
     return groups
+
+
+def _count(items: list) -> int:
+    """Records in a bucket (of records or of runs)."""
+    return sum(map(len, items)) if items and type(items[0]) is list else len(items)
 
 
 def _read_blobs(path: Path) -> Iterator[bytes]:
