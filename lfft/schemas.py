@@ -160,7 +160,10 @@ def conform(table: pa.Table | pa.RecordBatch, schema: pa.Schema) -> pa.Table:
     """Select and cast ``table``'s columns to ``schema`` (after :func:`validate`)."""
     if isinstance(table, pa.RecordBatch):
         table = pa.Table.from_batches([table])
-    return table.select(schema.names).cast(schema)
+    table = table.select(schema.names)
+    # the usual case (a stage built exactly these columns): no cast, which also spares the
+    # import of pyarrow.compute on the hot path of every write
+    return table if table.schema.equals(schema, check_metadata=True) else table.cast(schema)
 
 
 def make_metadata(
