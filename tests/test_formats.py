@@ -1,4 +1,4 @@
-"""Format readers: the public samples in ../shared/datasets (read-only) and small fixtures.
+"""Format readers: the slices of public datasets in data/samples/formats and small fixtures.
 
 Every sample: each record is read (parsed + rejected = the README's count), auto-detection picks
 the right reader, and signals land where docs/formats.md says. Malformed records become rejects
@@ -25,19 +25,19 @@ from lfft.data.formats.jsonio import iter_records
 from lfft.data.records import Parsed, Reject, to_table
 from lfft.errors import LfftError
 
-DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+DATASETS = Path(__file__).resolve().parents[1] / "data" / "samples" / "formats"
 
 # file -> (reader auto-detection must pick, records per the folder's README)
 SAMPLES = {
-    "hh-rlhf/helpful-base/test.jsonl.gz": ("hh-rlhf", 1000),
-    "hh-rlhf/harmless-base/test.jsonl.gz": ("hh-rlhf", 1000),
-    "llamafactory-dpo-en-demo/dpo_en_demo.json": ("trl", 200),
-    "llamafactory-kto-en-demo/kto_en_demo.json": ("trl", 200),
-    "oasst-export-sample/en_100_message.jsonl": ("oasst", 60),
-    "oasst2-trees/oasst2_filtered.jsonl": ("oasst", 300),
-    "finegrained-rlhf-qa-feedback/dev_feedback.json": ("finegrained", 250),
+    "hh-rlhf/helpful-base/test.jsonl.gz": ("hh-rlhf", 63),
+    "hh-rlhf/harmless-base/test.jsonl.gz": ("hh-rlhf", 61),
+    "llamafactory-dpo-en-demo/dpo_en_demo.json": ("trl", 12),
+    "llamafactory-kto-en-demo/kto_en_demo.json": ("trl", 20),
+    "oasst-export-sample/en_100_message.jsonl": ("oasst", 6),
+    "oasst2-trees/oasst2_filtered.jsonl": ("oasst", 9),
+    "finegrained-rlhf-qa-feedback/dev_feedback.json": ("finegrained", 8),
     "helpsteer2-nemo-rm-sample/test-rm.jsonl": ("helpsteer", 6),
-    "prometheus-vicuna-feedback/vicuna_eval.json": ("prometheus", 200),
+    "prometheus-vicuna-feedback/vicuna_eval.json": ("prometheus", 8),
     "prm800k-examples/prm800k-phase1-train-example.json": ("prm800k", 3),
     "prm800k-examples/prm800k-phase2-test-example.json": ("prm800k", 1),
 }
@@ -45,8 +45,7 @@ SAMPLES = {
 
 def sample(rel: str) -> Path:
     path = DATASETS / rel
-    if not path.exists():
-        pytest.skip(f"sample {rel} not found under {DATASETS} (the shared datasets are absent)")
+    assert path.exists(), f"sample {rel} is missing from {DATASETS}"
     return path
 
 
@@ -98,9 +97,8 @@ def test_sample_detected_read_whole_and_schema_valid(rel):
 
 
 def test_every_sample_folder_is_covered():
-    if not DATASETS.exists():
-        pytest.skip(f"{DATASETS} is absent")
-    folders = {p.parent.name for p in DATASETS.rglob("README.md")} - {"datasets"}
+    folders = {p.parent.name for p in DATASETS.rglob("README.md")} - {"formats"}
+    assert len(folders) == 9, folders
     covered = {Path(rel).parts[0] for rel in SAMPLES}
     assert folders <= covered, f"samples without a test: {folders - covered}"
 
@@ -138,7 +136,7 @@ def _last_reply(transcript: str) -> str:
 
 def test_hh_rlhf_merges_two_assistant_turns_in_a_row():
     parsed, _ = read(sample("hh-rlhf/helpful-base/test.jsonl.gz"), "hh-rlhf")
-    win, lose = next(p.rows for p in parsed if p.location.endswith(":500"))
+    win, lose = next(p.rows for p in parsed if p.location.endswith(":62"))
     assert win["prompt"] == "How much do solar panels cost?"
     assert win["response"].startswith("Umm. Just a second...\n\nA solar panel should cost")
 
@@ -150,7 +148,7 @@ def test_llamafactory_dpo_pairs_follow_sharegpt_fields():
     rel = "llamafactory-dpo-en-demo/dpo_en_demo.json"
     raw = raw_json(rel)
     parsed, rejected = read(sample(rel))
-    assert not rejected and len(parsed) == 200
+    assert not rejected and len(parsed) == 12
     for p, rec in zip(parsed, raw, strict=True):
         win, lose = p.rows
         assert win["response"] == rec["chosen"]["value"]
@@ -168,9 +166,9 @@ def test_llamafactory_kto_labels_become_thumbs():
     raw = raw_json(rel)
     parsed, rejected = read(sample(rel))
     rows = rows_of(parsed)
-    assert not rejected and len(rows) == 200
+    assert not rejected and len(rows) == 20
     thumbs = Counter(events(r, "thumbs")[0]["value"] for r in rows)
-    assert thumbs == {1.0: 97, 0.0: 103}  # the README's 97 true / 103 false
+    assert thumbs == {1.0: 13, 0.0: 7}  # the README's 13 true / 7 false
     for row, rec in zip(rows, raw, strict=True):
         assert row["response"] == rec["messages"][-1]["content"]
         assert row["prompt"] == rec["messages"][-2]["content"]
@@ -206,11 +204,11 @@ def _undeleted_assistants(rel: str) -> dict[str, dict]:
 def test_oasst_export_counts_match_readme():
     rel = "oasst-export-sample/en_100_message.jsonl"
     msgs = _oasst_messages(rel)
-    assert len(msgs) == 703
-    assert Counter(m["role"] for m in msgs) == {"assistant": 422, "prompter": 281}
+    assert len(msgs) == 33
+    assert Counter(m["role"] for m in msgs) == {"assistant": 23, "prompter": 10}
     with_emoji = Counter(k for m in msgs for k in (m["emojis"] or {}))
-    assert (with_emoji["+1"], with_emoji["-1"], with_emoji["red_flag"]) == (389, 133, 5)
-    assert sum(m["rank"] is not None for m in msgs) == 397
+    assert (with_emoji["+1"], with_emoji["-1"], with_emoji["red_flag"]) == (18, 4, 2)
+    assert sum(m["rank"] is not None for m in msgs) == 23
 
 
 @pytest.mark.parametrize(
@@ -262,7 +260,7 @@ def test_finegrained_spans_mark_the_annotated_characters():
     rel = "finegrained-rlhf-qa-feedback/dev_feedback.json"
     raw = raw_json(rel)
     parsed, rejected = read(sample(rel))
-    assert not rejected and len(rows_of(parsed)) == 1000
+    assert not rejected and len(rows_of(parsed)) == 32
     first = parsed[0].rows[0]
     span = events(first, "span")[0]
     assert span["text"] == "Irrelevant"
