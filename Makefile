@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q $(TORCH_SPEC)
 	grep -v '^torch==' constraints.txt > $(VENV)/constraints-no-torch.txt
-	$(BIN)/python -m pip install -q -e '.[dev]' -c $(VENV)/constraints-no-torch.txt
+	$(BIN)/python -m pip install -q -e '.[test]' -c $(VENV)/constraints-no-torch.txt
 	touch $@
 
 demo: $(STAMP)

@@ -1,4 +1,10 @@
-"""Shared test fixtures. Model-stage fixtures are prefixed ``model_``."""
+"""Shared test fixtures (model-stage fixtures are prefixed ``model_``) and the skip policy.
+
+Skip policy: the only reason a test may skip is that there is no CUDA GPU. Mark such a test
+``@pytest.mark.cuda`` (it then skips with the reason :data:`NO_CUDA` where there is none); any
+other skip (a missing optional package, a missing file) fails the run, so a green suite means
+every feature was tested. ``make install`` installs the ``test`` extra that the suite needs.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +17,36 @@ import pytest
 from lfft.data.records import interaction, to_table
 from lfft.io import write_table
 from lfft.schemas import FEEDBACK, SPLIT, make_metadata
+
+NO_CUDA = "needs a CUDA GPU"  # the one skip reason allowed
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    for item in items:
+        if item.get_closest_marker("cuda"):
+            item.add_marker(pytest.mark.skip(reason=NO_CUDA))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A skip for any reason but :data:`NO_CUDA` becomes a failure that names the reason."""
+    outcome = yield
+    report = outcome.get_result()
+    if not report.skipped or hasattr(report, "wasxfail"):
+        return
+    longrepr = report.longrepr
+    reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
+    reason = reason.removeprefix("Skipped: ")
+    if reason != NO_CUDA:
+        report.outcome = "failed"
+        report.longrepr = (
+            f"skipped ({reason}), but only a missing CUDA GPU may skip a test: install what the "
+            "suite needs with `make install` (pip install -e '.[test]')"
+        )
 
 
 def make_model_rows(n_pairs: int = 20, seed: int = 0) -> list[dict[str, Any]]:

@@ -119,11 +119,12 @@ def test_user_errors_are_one_line(model_tiny_ckpt, model_splits, tmp_path):
         train(model_splits, model_splits, tmp_path / "x", _cfg())
 
 
-def test_lora_without_peft_says_how_to_install(model_tiny_ckpt, model_splits, tmp_path):
-    import importlib.util
+def test_lora_without_peft_says_how_to_install(
+    model_tiny_ckpt, model_splits, tmp_path, monkeypatch
+):
+    import sys
 
-    if importlib.util.find_spec("peft") is not None:
-        pytest.skip("peft is installed")
+    monkeypatch.setitem(sys.modules, "peft", None)  # as if peft were not installed
     with pytest.raises(LfftError, match=r"pip install 'lfft\[lora\]'"):
         train(model_tiny_ckpt, model_splits, tmp_path / "x", _cfg(lora=True))
 
