@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
-from pathlib import Path
 
 import pytest
 import torch
@@ -14,9 +11,6 @@ from lfft.config import InitConfig
 from lfft.errors import LfftError
 from lfft.model.init import init
 from lfft.model.tiny import PRESETS, llama_config
-
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-GPT2_TOKENIZER = SHARED / "models" / "gpt2-tokenizer"
 
 
 def test_tiny_checkpoint_loads_with_transformers_alone(model_tiny_ckpt, model_splits):
@@ -75,16 +69,36 @@ def test_explicit_sizes_override_the_preset():
         llama_config("tiny", 500, 128, hidden=50, heads=4)
 
 
-@pytest.mark.skipif(not GPT2_TOKENIZER.exists(), reason="shared GPT-2 tokenizer not on disk")
+def _gpt2_style_tokenizer():
+    """A byte-level BPE like GPT-2's: ``<|endoftext|>`` is bos, eos and unk; no pad token and no
+    chat template (what lfft must add)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=300,
+        special_tokens=["<|endoftext|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(["Hello world.", "What is 2 + 2? The answer is 4."] * 5, trainer)
+    end = "<|endoftext|>"
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token=end, eos_token=end, unk_token=end
+    )
+
+
 def test_local_folder_base(tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer, GPT2Config, GPT2LMHeadModel
 
     base = tmp_path / "gpt2-tiny"
-    tok = AutoTokenizer.from_pretrained(GPT2_TOKENIZER)
+    tok = _gpt2_style_tokenizer()
     torch.manual_seed(0)
-    GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=32, n_head=2, n_positions=64)).save_pretrained(
-        base
-    )
+    config = GPT2Config(n_layer=1, n_embd=32, n_head=2, n_positions=64, vocab_size=len(tok))
+    GPT2LMHeadModel(config).save_pretrained(base)
     tok.save_pretrained(base)
     result = init(tmp_path / "ckpt", InitConfig(base=str(base)))
     assert result.extra["model"] == "gpt2" and result.extra["hidden"] == 32
@@ -111,28 +125,3 @@ def test_hub_id_not_cached_offline_is_one_line(tmp_path, monkeypatch):
 def test_missing_local_path(tmp_path):
     with pytest.raises(LfftError, match="no such model folder"):
         init(tmp_path / "x", InitConfig(base=str(tmp_path / "nope")))
-
-
-@pytest.mark.skipif(importlib.util.find_spec("gguf") is not None, reason="gguf is installed")
-def test_gguf_without_the_package_says_how_to_install(tmp_path):
-    (tmp_path / "m.gguf").write_bytes(b"GGUF")
-    with pytest.raises(LfftError, match=r"pip install 'lfft\[gguf\]'"):
-        init(tmp_path / "x", InitConfig(base=str(tmp_path / "m.gguf")))
-
-
-GGUF = Path(
-    os.environ.get("LFFT_TEST_GGUF")
-    or SHARED / "models" / "smollm2-135m-instruct-gguf" / "SmolLM2-135M-Instruct.Q4_1.gguf"
-)
-
-
-@pytest.mark.slow
-@pytest.mark.skipif(
-    importlib.util.find_spec("gguf") is None or not GGUF.exists(),
-    reason="needs the gguf package and the SmolLM2 .gguf (shared/models README, or LFFT_TEST_GGUF)",
-)
-def test_gguf_base(tmp_path):
-    result = init(tmp_path / "smol", InitConfig(base=str(GGUF)))
-    assert result.extra["model"] == "llama" and result.extra["hidden"] == 576
-    config = json.loads((tmp_path / "smol" / "config.json").read_text())
-    assert "quantization_config" not in config  # de-quantized: a plain dense checkpoint

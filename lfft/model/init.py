@@ -142,9 +142,14 @@ def _hub(name: str, cfg: InitConfig):
         raise LfftError(msg) from None
 
 
+GGUF_NEEDS = ("gguf", "accelerate")  # transformers loads a .gguf only with both (the gguf extra)
+
+
 def _gguf(path: Path, cfg: InitConfig):
-    if importlib.util.find_spec("gguf") is None:
-        raise LfftError("a .gguf base needs the gguf package: pip install 'lfft[gguf]'")
+    missing = [name for name in GGUF_NEEDS if importlib.util.find_spec(name) is None]
+    if missing:
+        needs = " and ".join(missing)
+        raise LfftError(f"a .gguf base needs {needs}: pip install 'lfft[gguf]'")
     if cfg.gguf_file:  # --base FOLDER_OR_HUB_ID with gguf_file = name inside it
         folder, name = cfg.base, cfg.gguf_file
     elif not path.is_file():
@@ -155,7 +160,12 @@ def _gguf(path: Path, cfg: InitConfig):
 
     # dequantize: a plain dense model, trainable and saved as ordinary safetensors
     quant = GgufConfig(gguf_file=name, dequantize=True)
-    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, quantization_config=quant)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            folder, gguf_file=name, quantization_config=quant
+        )
+    except ImportError as e:  # a package transformers needs for this file
+        raise LfftError(f"--base {path}: {_line(e)} (pip install 'lfft[gguf]')") from None
     if Path(folder, "tokenizer_config.json").exists():
         tokenizer = AutoTokenizer.from_pretrained(folder)  # exported tokenizer files beside it
     else:
