@@ -1,15 +1,20 @@
-"""The ``lfft`` command line: thin typer wrappers over the library API.
+"""The ``lfft`` command line: one small function per command, its options generated.
 
-Each command builds its stage config (option > ``--config`` table > default), calls one library
-function and prints its summary. Known user errors (:class:`lfft.errors.LfftError`) become
-``error: <reason>`` and exit 1 in :func:`main`; ``LFFT_DEBUG=1`` shows the traceback.
-Heavy imports (torch, transformers) happen inside the model commands only.
+Each command below takes its stage config ``cfg`` plus its own run arguments (paths,
+``--quiet``). :func:`make_app` gives every command ``--config``, ``--set`` and one option per
+field of its config class in :mod:`lfft.config` (``--x/--no-x`` for booleans; generated in
+:mod:`lfft.options_cli`), so an option is defined once, as a field. Precedence: option >
+``--set`` > ``--config`` table > default.
+Errors are one line: usage errors (unknown option, missing argument, bad value) print
+``error: ...`` and a hint and exit 2; user errors (:class:`lfft.errors.LfftError`) exit 1;
+``LFFT_DEBUG=1`` shows the traceback. Heavy imports happen inside the commands only.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -17,22 +22,13 @@ import typer
 
 from lfft import __version__
 from lfft.errors import LfftError
+from lfft.options_cli import COMMANDS, UsageError, command, generated
 
-app = typer.Typer(
-    name="lfft",
-    help="Language feedback fine-tuning: raw chat logs with user feedback -> a better model.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode="rich",
-)
-
-ConfigOpt = Annotated[
-    Path | None,
-    typer.Option("--config", "-c", help="TOML file; the command's table supplies defaults."),
-]
 OutFile = Annotated[Path, typer.Option("--out", "-o", help="Output Parquet file.")]
+OutDir = Annotated[Path, typer.Option("--out", "-o", help="Output folder.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No summary table.")]
+Model = Annotated[Path, typer.Option("--model", "-m", help="Checkpoint to start from.")]
+Work = Annotated[Path, typer.Option("--work", "-w", help="Work folder for every artifact.")]
 
 
 def _show(result, quiet: bool = False) -> None:
@@ -42,324 +38,125 @@ def _show(result, quiet: bool = False) -> None:
         print_summary(result)
 
 
-def _version(value: bool) -> None:
-    if value:
-        typer.echo(f"lfft {__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def _root(
-    version: Annotated[
-        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show version.")
-    ] = False,
-) -> None:
-    """lfft: collect, clean, normalize, split; init, train, evaluate; or all at once (pipeline)."""
-
-
 # --- data stages -----------------------------------------------------------------------------
 
 
-@app.command()
-def collect(
+@command("collect")
+def _collect(
+    cfg,
     inputs: Annotated[list[Path], typer.Argument(help="Log files or folders.")],
     out: OutFile,
-    format: Annotated[
-        str | None, typer.Option("--format", "-f", help="auto|events|trl|hh-rlhf|oasst|...")
-    ] = None,
-    map: Annotated[
-        str | None,
-        typer.Option("--map", help="CSV/Parquet column map: prompt=question,response=answer"),
-    ] = None,
-    no_implicit: Annotated[
-        bool, typer.Option("--no-implicit", help="Do not infer implicit feedback.")
-    ] = False,
-    workers: Annotated[
-        int | None, typer.Option(help="Parallel processes (0 = auto: one per core, big inputs).")
-    ] = None,
-    implicit_rules: Annotated[
-        Path | None, typer.Option(help="TOML file overriding the implicit-feedback rules.")
-    ] = None,
-    config: ConfigOpt = None,
     quiet: Quiet = False,
 ) -> None:
     """Raw logs -> interactions.parquet (+ interactions.rejects.parquet)."""
-    from lfft.config import stage_config
     from lfft.data.collect import collect as run
-    from lfft.data.collect import parse_column_map, skip_pandas_probe
+    from lfft.data.collect import skip_pandas_probe
 
     skip_pandas_probe()  # 0.2 s of start-up: see its docstring
-    cfg = stage_config(
-        "collect",
-        config,
-        format=format,
-        column_map=parse_column_map(map) if map else None,
-        implicit=False if no_implicit else None,
-        implicit_rules=str(implicit_rules) if implicit_rules else None,
-        workers=workers,
-    )
     _show(run(inputs, out, cfg), quiet)
 
 
-@app.command()
-def clean(
+@command("clean")
+def _clean(
+    cfg,
     input: Annotated[Path, typer.Argument(help="interactions.parquet")],
     out: OutFile,
-    max_chars: Annotated[int | None, typer.Option(help="Drop longer interactions.")] = None,
-    no_scrub: Annotated[bool, typer.Option("--no-scrub", help="Keep personal data.")] = False,
-    merge_across_sessions: Annotated[
-        bool, typer.Option(help="Merge the same prompt+response across sessions.")
-    ] = False,
-    workers: Annotated[
-        int | None, typer.Option(help="Parallel processes (0 = auto: one per core, big inputs).")
-    ] = None,
-    config: ConfigOpt = None,
     quiet: Quiet = False,
 ) -> None:
     """interactions.parquet -> clean.parquet: drop bad rows, fix text, merge, scrub PII."""
-    from lfft.config import stage_config
     from lfft.data.clean import clean as run
 
-    cfg = stage_config(
-        "clean",
-        config,
-        max_chars=max_chars,
-        scrub_pii=False if no_scrub else None,
-        merge_across_sessions=True if merge_across_sessions else None,
-        workers=workers,
-    )
     _show(run(input, out, cfg), quiet)
 
 
-@app.command()
-def normalize(
+@command("normalize")
+def _normalize(
+    cfg,
     input: Annotated[Path, typer.Argument(help="clean.parquet")],
     out: OutFile,
-    conflict: Annotated[
-        str | None, typer.Option(help="Within a tier: latest (newest event wins) | mean")
-    ] = None,
-    threshold: Annotated[
-        float | None, typer.Option(help="label = 1 when score >= threshold (0.5)")
-    ] = None,
-    workers: Annotated[
-        int | None, typer.Option(help="Parallel processes (0 = auto: one per core, big inputs).")
-    ] = None,
-    config: ConfigOpt = None,
     quiet: Quiet = False,
 ) -> None:
     """clean.parquet -> feedback.parquet: every feedback kind onto score/label/weight/spans."""
-    from lfft.config import stage_config
     from lfft.data.normalize import normalize as run
 
-    cfg = stage_config(
-        "normalize", config, conflict=conflict, positive_threshold=threshold, workers=workers
-    )
     _show(run(input, out, cfg), quiet)
 
 
-@app.command()
-def split(
+@command("split")
+def _split(
+    cfg,
     input: Annotated[Path, typer.Argument(help="feedback.parquet")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")],
-    key: Annotated[str | None, typer.Option(help="session_id|user_id|group_id")] = None,
-    ratios: Annotated[str | None, typer.Option(help="train,val,test e.g. 0.8,0.1,0.1")] = None,
-    seed: Annotated[int | None, typer.Option()] = None,
-    unlabeled: Annotated[str | None, typer.Option(help="keep|drop rows without signal")] = None,
-    config: ConfigOpt = None,
+    out: OutDir,
     quiet: Quiet = False,
 ) -> None:
     """feedback.parquet -> DIR/train.parquet, val.parquet, test.parquet (no key in two splits)."""
-    from lfft.config import stage_config
-    from lfft.data.split import parse_ratios
     from lfft.data.split import split as run
 
-    cfg = stage_config(
-        "split",
-        config,
-        key=key,
-        ratios=parse_ratios(ratios) if ratios else None,
-        seed=seed,
-        unlabeled=unlabeled,
-    )
     _show(run(input, out, cfg), quiet)
 
 
-@app.command()
-def synth(
+@command("synth")
+def _synth(
+    cfg,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder of .jsonl logs.")],
-    sessions: Annotated[int | None, typer.Option(help="Number of sessions.")] = None,
-    seed: Annotated[int | None, typer.Option()] = None,
-    files: Annotated[int | None, typer.Option(help="Number of files.")] = None,
-    fault_rate: Annotated[float | None, typer.Option(help="Share of faulty lines.")] = None,
-    compress: Annotated[str | None, typer.Option(help="none|gzip|zstd")] = None,
-    config: ConfigOpt = None,
     quiet: Quiet = False,
 ) -> None:
     """Write realistic synthetic lfft-events logs (every event kind, some faulty lines)."""
-    from lfft.config import stage_config
     from lfft.data.synth import synth as run
 
-    cfg = stage_config(
-        "synth",
-        config,
-        sessions=sessions,
-        seed=seed,
-        files=files,
-        fault_rate=fault_rate,
-        compress=compress,
-    )
     _show(run(out, cfg), quiet)
 
 
-@app.command()
-def inspect(
+@command("inspect")
+def _inspect(
+    cfg,
     artifact: Annotated[Path, typer.Argument(help="Any lfft Parquet artifact (file or folder).")],
-    rows: Annotated[int, typer.Option(help="Rows to show.")] = 5,
 ) -> None:
     """Show an artifact's schema, metadata, counts, label balance and a few rows."""
     from lfft.data.inspect import inspect as run
 
-    run(artifact, rows=rows)
+    run(artifact, rows=cfg.rows)
 
 
-@app.command()
-def export(
+@command("export")
+def _export(
+    cfg,
     artifact: Annotated[Path, typer.Argument(help="feedback/split artifact")],
-    format: Annotated[str, typer.Option("--format", "-f", help="trl-kto|trl-dpo|trl-sft|jsonl")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output .jsonl file.")],
     quiet: Quiet = False,
 ) -> None:
     """Write an artifact in the format TRL's trainers (or plain JSONL readers) load."""
     from lfft.data.export import export as run
 
-    _show(run(artifact, format, out), quiet)
+    _show(run(artifact, cfg.format, out), quiet)
 
 
 # --- model stages ----------------------------------------------------------------------------
 
 
-@app.command()
-def init(
+@command("init")
+def _init(
+    cfg,
     out: Annotated[Path, typer.Option("--out", "-o", help="Checkpoint folder to write.")],
-    base: Annotated[
-        str | None, typer.Option(help="tiny | LOCAL_PATH | model.gguf | HUB_ID")
-    ] = None,
-    data: Annotated[Path | None, typer.Option(help="Train split (tokenizer for tiny).")] = None,
-    preset: Annotated[str | None, typer.Option(help="tiny|small|125m (tiny base)")] = None,
-    layers: Annotated[int | None, typer.Option()] = None,
-    hidden: Annotated[int | None, typer.Option()] = None,
-    heads: Annotated[int | None, typer.Option()] = None,
-    vocab_size: Annotated[int | None, typer.Option(help="BPE vocabulary (tiny base).")] = None,
-    max_length: Annotated[int | None, typer.Option(help="Context length (tiny base).")] = None,
-    gguf_file: Annotated[
-        str | None, typer.Option(help="A .gguf file inside a --base folder or hub repo.")
-    ] = None,
-    trust_remote_code: Annotated[
-        bool, typer.Option(help="Allow a hub model's own code (off by default).")
-    ] = False,
-    seed: Annotated[int | None, typer.Option()] = None,
-    config: ConfigOpt = None,
     quiet: Quiet = False,
 ) -> None:
     """Make a starting checkpoint: a causal LM plus a fresh feedback head."""
-    from lfft.config import stage_config
     from lfft.model.init import init as run
 
-    cfg = stage_config(
-        "init",
-        config,
-        base=base,
-        data=str(data) if data else None,
-        preset=preset,
-        layers=layers,
-        hidden=hidden,
-        heads=heads,
-        vocab_size=vocab_size,
-        max_length=max_length,
-        gguf_file=gguf_file,
-        trust_remote_code=True if trust_remote_code else None,
-        seed=seed,
-    )
     _show(run(out, cfg), quiet)
 
 
-@app.command()
-def train(
-    model: Annotated[Path, typer.Option("--model", "-m", help="Checkpoint to start from.")],
+@command("train")
+def _train(
+    cfg,
+    model: Model,
     data: Annotated[Path, typer.Option("--data", "-d", help="Splits folder (train/val).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Checkpoint folder to write.")],
-    objective: Annotated[
-        str | None, typer.Option(help="sft|filtered|weighted|unlikelihood|kto|dpo")
-    ] = None,
-    feedback_loss: Annotated[str | None, typer.Option(help="auto|bce|mse|token|none")] = None,
-    lambda_: Annotated[float | None, typer.Option("--lambda", help="Weight of L_F.")] = None,
-    max_steps: Annotated[int | None, typer.Option()] = None,
-    epochs: Annotated[float | None, typer.Option()] = None,
-    lr: Annotated[float | None, typer.Option()] = None,
-    batch_size: Annotated[int | None, typer.Option()] = None,
-    batch_tokens: Annotated[int | None, typer.Option(help="Padded tokens per batch.")] = None,
-    grad_accum: Annotated[int | None, typer.Option(help="Micro-batches per step.")] = None,
-    max_length: Annotated[int | None, typer.Option(help="Truncate sequences.")] = None,
-    warmup_steps: Annotated[int | None, typer.Option()] = None,
-    beta: Annotated[float | None, typer.Option(help="KTO/DPO temperature.")] = None,
-    precision: Annotated[str | None, typer.Option(help="auto|fp32|bf16|fp16")] = None,
-    device: Annotated[str | None, typer.Option(help="auto|cpu|cuda")] = None,
-    eval_every: Annotated[int | None, typer.Option(help="Validate every N steps.")] = None,
-    patience: Annotated[int | None, typer.Option(help="Early stopping (0 = off).")] = None,
-    save_every: Annotated[int | None, typer.Option(help="Step checkpoint every N.")] = None,
-    keep_last: Annotated[int | None, typer.Option(help="Step checkpoints kept.")] = None,
-    log_every: Annotated[int | None, typer.Option()] = None,
-    grad_checkpointing: Annotated[
-        bool, typer.Option("--grad-checkpointing", help="Recompute activations.")
-    ] = False,
-    compile: Annotated[bool, typer.Option("--compile", help="torch.compile the model.")] = False,
-    lora: Annotated[bool, typer.Option("--lora", help="Train LoRA adapters (peft).")] = False,
-    resume: Annotated[
-        bool, typer.Option(help="Continue from the last checkpoint in --out.")
-    ] = False,
-    nproc: Annotated[
-        int | None, typer.Option(help="Launch N processes with torchrun (DDP).")
-    ] = None,
-    fsdp: Annotated[bool, typer.Option(help="FSDP2 sharding under torchrun.")] = False,
-    packing: Annotated[
-        str | None, typer.Option(help="auto|on|off: padding-free packing (auto: on a GPU).")
-    ] = None,
-    seed: Annotated[int | None, typer.Option()] = None,
-    config: ConfigOpt = None,
+    resume: Annotated[bool, typer.Option(help="Continue from the last step checkpoint.")] = False,
+    nproc: Annotated[int | None, typer.Option(help="Launch N processes with torchrun.")] = None,
     quiet: Quiet = False,
 ) -> None:
     """Train L = L_M + lambda * L_F from the splits; writes a transformers-loadable checkpoint."""
-    from lfft.config import stage_config
-
-    cfg = stage_config(
-        "train",
-        config,
-        objective=objective,
-        feedback_loss=feedback_loss,
-        lambda_=lambda_,
-        max_steps=max_steps,
-        epochs=epochs,
-        lr=lr,
-        batch_size=batch_size,
-        batch_tokens=batch_tokens,
-        grad_accum=grad_accum,
-        max_length=max_length,
-        warmup_steps=warmup_steps,
-        beta=beta,
-        precision=precision,
-        device=device,
-        eval_every=eval_every,
-        patience=patience,
-        save_every=save_every,
-        keep_last=keep_last,
-        log_every=log_every,
-        grad_checkpointing=True if grad_checkpointing else None,
-        compile=True if compile else None,
-        lora=True if lora else None,
-        fsdp=True if fsdp else None,
-        packing=packing,
-        seed=seed,
-    )
     if nproc and nproc > 1:
         from lfft.model.distributed import launch
 
@@ -370,83 +167,62 @@ def train(
     _show(result, quiet or os.environ.get("RANK", "0") != "0")  # torchrun: rank 0 reports
 
 
-@app.command()
-def evaluate(
+@command("evaluate")
+def _evaluate(
+    cfg,
     model: Annotated[Path, typer.Option("--model", "-m", help="Checkpoint to evaluate.")],
     data: Annotated[Path, typer.Option("--data", "-d", help="Test split.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")],
+    out: OutDir,
     baseline: Annotated[
         Path | None, typer.Option(help="Checkpoint to compare generations with.")
     ] = None,
-    generate: Annotated[bool, typer.Option(help="Generate answers to the test prompts.")] = False,
-    max_new_tokens: Annotated[int | None, typer.Option()] = None,
-    best_of: Annotated[int | None, typer.Option(help="Rerank N samples by the head.")] = None,
-    sample: Annotated[bool, typer.Option(help="Sample instead of greedy decoding.")] = False,
-    temperature: Annotated[float | None, typer.Option(help="Sampling temperature.")] = None,
-    max_rows: Annotated[int | None, typer.Option()] = None,
-    device: Annotated[str | None, typer.Option(help="auto|cpu|cuda")] = None,
-    config: ConfigOpt = None,
     quiet: Quiet = False,
 ) -> None:
     """Score a checkpoint: NLL, feedback-head quality, preferences, generations."""
-    from lfft.config import stage_config
     from lfft.model.evaluate import evaluate as run
 
-    cfg = stage_config(
-        "evaluate",
-        config,
-        generate=True if generate else None,
-        max_new_tokens=max_new_tokens,
-        best_of=best_of,
-        do_sample=True if sample else None,
-        temperature=temperature,
-        max_rows=max_rows,
-        device=device,
-    )
     _show(run(model, data, out, cfg, baseline=baseline), quiet)
 
 
 # --- orchestration ---------------------------------------------------------------------------
 
 
-@app.command()
-def pipeline(
+def _stage_tables(own: str) -> Callable[[], tuple[str, ...]]:
+    def reads() -> tuple[str, ...]:
+        from lfft.stages import STAGE_NAMES
+
+        return (own, *STAGE_NAMES)
+
+    return reads
+
+
+@command("pipeline", reads=_stage_tables("pipeline"))
+def _pipeline(
+    cfg,
+    tables,
     inputs: Annotated[list[Path], typer.Argument(help="Raw log files or folders.")],
-    work: Annotated[Path, typer.Option("--work", "-w", help="Work folder for every artifact.")],
-    from_stage: Annotated[str | None, typer.Option("--from", help="First stage to run.")] = None,
-    until_stage: Annotated[str | None, typer.Option("--until", help="Last stage to run.")] = None,
-    force: Annotated[bool, typer.Option(help="Rerun stages even when up to date.")] = False,
-    config: ConfigOpt = None,
+    work: Work,
 ) -> None:
     """Run collect -> clean -> normalize -> split -> init -> train -> evaluate in one folder."""
-    from lfft.config import stage_config
     from lfft.pipeline import run_pipeline
 
-    cfg = stage_config(
-        "pipeline",
-        config,
-        from_stage=from_stage,
-        until_stage=until_stage,
-        force=True if force else None,
-    )
-    run_pipeline(inputs, work, cfg, config_path=config)
+    run_pipeline(inputs, work, cfg, config_path=tables)
 
 
-@app.command()
-def online(
+@command("online", reads=_stage_tables("online"))
+def _online(
+    cfg,
+    tables,
     work: Annotated[Path, typer.Option("--work", "-w", help="Work folder (state, versions).")],
     logs: Annotated[
         Path | None, typer.Option("--logs", help="Folder new log files arrive in.")
     ] = None,
     once: Annotated[bool, typer.Option(help="Run one round and exit.")] = False,
-    interval: Annotated[float | None, typer.Option(help="Seconds between rounds.")] = None,
     rollback: Annotated[
         str | None, typer.Option(help="Point WORK/current at an earlier version, e.g. v0003.")
     ] = None,
-    config: ConfigOpt = None,
 ) -> None:
     """Keep learning: consume new logs exactly once, train, gate, promote."""
-    from lfft.config import stage_config
     from lfft.online import rollback as run_rollback
     from lfft.online import run_online
 
@@ -455,28 +231,82 @@ def online(
         typer.echo(f"{work}/current -> versions/{rollback}")
         return
     if logs is None:
-        raise LfftError("--logs is required: the folder new log files arrive in")
-    cfg = stage_config("online", config, interval=interval)
-    run_online(logs, work, cfg, once=once, config_path=config)
+        raise UsageError("--logs is required: the folder new log files arrive in")
+    run_online(logs, work, cfg, once=once, config_path=tables)
 
 
-def main() -> None:
-    """Entry point: run the app, turning user errors into one line and exit 1."""
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"lfft {__version__}")
+        raise typer.Exit()
+
+
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show version.")
+    ] = False,
+) -> None:
+    """lfft: collect, clean, normalize, split; init, train, evaluate; or all at once (pipeline).
+
+    Every option of a command is also a key of its table in a --config TOML file.
+    """
+
+
+def make_app() -> typer.Typer:
+    """The typer app, generated from :data:`COMMANDS` and the config classes as they are now."""
+    app = typer.Typer(
+        name="lfft",
+        help="Language feedback fine-tuning: raw chat logs with user feedback -> a better model.",
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+        rich_markup_mode=None,
+    )
+    app.callback()(_root)
+    for cmd in COMMANDS:
+        app.command(cmd.name)(generated(cmd))
+    return app
+
+
+app = make_app()
+
+
+def _fail(message: str, code: int, hint: str | None = None) -> None:
+    typer.echo(f"error: {message}", err=True)
+    if hint:
+        typer.echo(f"hint: {hint}", err=True)
+    sys.exit(code)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the app; every error is one line (usage: exit 2, user errors: exit 1)."""
+    debug = bool(os.environ.get("LFFT_DEBUG"))
+    args = sys.argv[1:] if argv is None else argv
     try:
-        app()
+        group = typer.main.get_command(app)
+        code = group.main(args=args or ["--help"], prog_name="lfft", standalone_mode=False)
+    except typer.TyperException as e:  # the parser's: unknown option, missing argument, ...
+        if not hasattr(e, "format_message"):
+            _fail("aborted", 1)
+        ctx = getattr(e, "ctx", None)
+        path = ctx.command_path if ctx is not None else "lfft"
+        message = " ".join(e.format_message().split())
+        _fail(message[:1].lower() + message[1:], e.exit_code, f"'{path} --help' lists the options")
+    except UsageError as e:
+        if debug:
+            raise
+        _fail(str(e), 2)
     except LfftError as e:
-        if os.environ.get("LFFT_DEBUG"):
+        if debug:
             raise
-        typer.echo(f"error: {e}", err=True)
-        sys.exit(1)
+        _fail(str(e), 1)
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as e:
-        if os.environ.get("LFFT_DEBUG"):
+        if debug:
             raise
-        typer.echo(f"error: {e.strerror or e}: {e.filename}", err=True)
-        sys.exit(1)
+        _fail(f"{e.strerror or e}: {e.filename}", 1)
     except KeyboardInterrupt:
-        typer.echo("error: interrupted", err=True)
-        sys.exit(130)
+        _fail("interrupted", 130)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":
