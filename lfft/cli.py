@@ -231,7 +231,7 @@ def _online(
         typer.echo(f"{work}/current -> versions/{rollback}")
         return
     if logs is None:
-        raise UsageError("--logs is required: the folder new log files arrive in")
+        raise LfftError("--logs is required: the folder new log files arrive in")
     run_online(logs, work, cfg, once=once, config_path=tables)
 
 
