@@ -28,7 +28,7 @@ def _flags(app: typer.Typer) -> dict[str, set[str]]:
     """Every option name (``--x`` and ``--no-x``, short ones too) of every command."""
     group = typer.main.get_command(app)
     return {
-        name: {f for p in cmd.params for f in (*p.opts, *p.secondary_opts)}
+        name: {"--help"} | {f for p in cmd.params for f in (*p.opts, *p.secondary_opts)}
         for name, cmd in group.commands.items()
     }
 
@@ -69,6 +69,9 @@ def test_every_config_key_is_an_option_of_its_command():
             if o.is_bool:
                 assert "--no-" + o.flag[2:] in FLAGS[name], (name, o.flag)
         assert {"--config", "-c", "--set"} <= FLAGS[name]
+    sample = load_toml(ROOT / "data" / "samples" / "lfft.toml")  # "each key is an option"
+    for name, table in sample.items():
+        assert {"--" + k.replace("_", "-") for k in table} <= FLAGS[name], name
 
 
 # the options of the hand-written CLI before generation (tests, docs and scripts use them)
@@ -307,12 +310,12 @@ def _bench_defines(script: str, flag: str) -> bool:
 def documented_flag_problems(text: str, where: str, about: set[str] | None = None) -> list[str]:
     """Each ``--flag`` must be an option of the lfft command it follows on its line (a bench
     script's flags must be in that script). A flag with no command before it on its line must
-    be an option of a command its paragraph names or the page is ``about`` (of any command
-    when neither says), or of a bench script or other tool its paragraph names."""
+    be an option of a command the page is ``about`` or its paragraph names (of any command on
+    a page about no command in particular), or of a bench script or tool its paragraph names."""
     problems = []
     for para in _paragraphs(text):
         joined = "\n".join(para)
-        context = set(LFFT_CMD.findall(joined)) | (about or set())
+        context = set(LFFT_CMD.findall(joined)) | about if about else set()
         flags = set().union(*(FLAGS[c] for c in context or FLAGS))
         for line in para:
             for m in FLAG.finditer(line):
@@ -352,6 +355,8 @@ def test_the_docs_check_catches_a_wrong_flag():
     problems = documented_flag_problems(text, "x.md", about={"evaluate"})
     wrong = ["--no-such", "--no-either", "--nor-this", "--lambda"]
     assert [p.split()[1] for p in problems] == wrong
+    anywhere = documented_flag_problems(text, "x.md")  # a page about no command in particular
+    assert [p.split()[1] for p in anywhere] == wrong[:-1]
     assert not documented_flag_problems("lfft train --lambda 0 --unlikelihood-alpha 2", "x")
     assert documented_flag_problems("lfft collect --lambda 0", "x")  # not collect's
     assert not documented_flag_problems("`bench/data_stages.py` with `--pandas`", "x")
