@@ -16,7 +16,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -24,11 +24,17 @@ from lfft import __version__
 from lfft.errors import LfftError
 from lfft.options_cli import COMMANDS, UsageError, command, generated
 
-OutFile = Annotated[Path, typer.Option("--out", "-o", help="Output Parquet file.")]
-OutDir = Annotated[Path, typer.Option("--out", "-o", help="Output folder.")]
+
+def _path(*decls: str, help: str, metavar: str = "PATH") -> Any:
+    """A path option (``decls`` given) or a positional path argument (none given)."""
+    if decls:
+        return typer.Option(*decls, help=help, metavar=metavar)
+    return typer.Argument(help=help, metavar=metavar)
+
+
+OutFile = Annotated[Path, _path("--out", "-o", help="Output Parquet file.", metavar="FILE")]
+OutDir = Annotated[Path, _path("--out", "-o", help="Output folder.", metavar="DIR")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No summary table.")]
-Model = Annotated[Path, typer.Option("--model", "-m", help="Checkpoint to start from.")]
-Work = Annotated[Path, typer.Option("--work", "-w", help="Work folder for every artifact.")]
 
 
 def _show(result, quiet: bool = False) -> None:
@@ -44,7 +50,7 @@ def _show(result, quiet: bool = False) -> None:
 @command("collect")
 def _collect(
     cfg,
-    inputs: Annotated[list[Path], typer.Argument(help="Log files or folders.")],
+    inputs: Annotated[list[Path], _path(help="Log files or folders.", metavar="INPUT...")],
     out: OutFile,
     quiet: Quiet = False,
 ) -> None:
@@ -59,7 +65,7 @@ def _collect(
 @command("clean")
 def _clean(
     cfg,
-    input: Annotated[Path, typer.Argument(help="interactions.parquet")],
+    input: Annotated[Path, _path(help="interactions.parquet", metavar="INPUT")],
     out: OutFile,
     quiet: Quiet = False,
 ) -> None:
@@ -72,7 +78,7 @@ def _clean(
 @command("normalize")
 def _normalize(
     cfg,
-    input: Annotated[Path, typer.Argument(help="clean.parquet")],
+    input: Annotated[Path, _path(help="clean.parquet", metavar="INPUT")],
     out: OutFile,
     quiet: Quiet = False,
 ) -> None:
@@ -85,7 +91,7 @@ def _normalize(
 @command("split")
 def _split(
     cfg,
-    input: Annotated[Path, typer.Argument(help="feedback.parquet")],
+    input: Annotated[Path, _path(help="feedback.parquet", metavar="INPUT")],
     out: OutDir,
     quiet: Quiet = False,
 ) -> None:
@@ -98,7 +104,7 @@ def _split(
 @command("synth")
 def _synth(
     cfg,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder of .jsonl logs.")],
+    out: Annotated[Path, _path("--out", "-o", help="Folder of .jsonl logs.", metavar="DIR")],
     quiet: Quiet = False,
 ) -> None:
     """Write realistic synthetic lfft-events logs (every event kind, some faulty lines)."""
@@ -110,7 +116,7 @@ def _synth(
 @command("inspect")
 def _inspect(
     cfg,
-    artifact: Annotated[Path, typer.Argument(help="Any lfft Parquet artifact (file or folder).")],
+    artifact: Annotated[Path, _path(help="Any lfft artifact (file or folder).", metavar="PATH")],
 ) -> None:
     """Show an artifact's schema, metadata, counts, label balance and a few rows."""
     from lfft.data.inspect import inspect as run
@@ -121,8 +127,8 @@ def _inspect(
 @command("export")
 def _export(
     cfg,
-    artifact: Annotated[Path, typer.Argument(help="feedback/split artifact")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output .jsonl file.")],
+    artifact: Annotated[Path, _path(help="feedback/split artifact", metavar="PATH")],
+    out: Annotated[Path, _path("--out", "-o", help="Output .jsonl file.", metavar="FILE")],
     quiet: Quiet = False,
 ) -> None:
     """Write an artifact in the format TRL's trainers (or plain JSONL readers) load."""
@@ -133,13 +139,11 @@ def _export(
 
 # --- model stages ----------------------------------------------------------------------------
 
+Checkpoint = Annotated[Path, _path("--out", "-o", help="Checkpoint to write.", metavar="DIR")]
+
 
 @command("init")
-def _init(
-    cfg,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Checkpoint folder to write.")],
-    quiet: Quiet = False,
-) -> None:
+def _init(cfg, out: Checkpoint, quiet: Quiet = False) -> None:
     """Make a starting checkpoint: a causal LM plus a fresh feedback head."""
     from lfft.model.init import init as run
 
@@ -149,9 +153,9 @@ def _init(
 @command("train")
 def _train(
     cfg,
-    model: Model,
-    data: Annotated[Path, typer.Option("--data", "-d", help="Splits folder (train/val).")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Checkpoint folder to write.")],
+    model: Annotated[Path, _path("--model", "-m", help="Checkpoint to start from.")],
+    data: Annotated[Path, _path("--data", "-d", help="Splits folder (train/val).")],
+    out: Checkpoint,
     resume: Annotated[bool, typer.Option(help="Continue from the last step checkpoint.")] = False,
     nproc: Annotated[int | None, typer.Option(help="Launch N processes with torchrun.")] = None,
     quiet: Quiet = False,
@@ -170,11 +174,11 @@ def _train(
 @command("evaluate")
 def _evaluate(
     cfg,
-    model: Annotated[Path, typer.Option("--model", "-m", help="Checkpoint to evaluate.")],
-    data: Annotated[Path, typer.Option("--data", "-d", help="Test split.")],
+    model: Annotated[Path, _path("--model", "-m", help="Checkpoint to evaluate.")],
+    data: Annotated[Path, _path("--data", "-d", help="Test split.")],
     out: OutDir,
     baseline: Annotated[
-        Path | None, typer.Option(help="Checkpoint to compare generations with.")
+        Path | None, _path("--baseline", help="Checkpoint to compare generations with.")
     ] = None,
     quiet: Quiet = False,
 ) -> None:
@@ -200,8 +204,8 @@ def _stage_tables(own: str) -> Callable[[], tuple[str, ...]]:
 def _pipeline(
     cfg,
     tables,
-    inputs: Annotated[list[Path], typer.Argument(help="Raw log files or folders.")],
-    work: Work,
+    inputs: Annotated[list[Path], _path(help="Raw log files or folders.", metavar="INPUT...")],
+    work: Annotated[Path, _path("--work", "-w", help="Work folder for every artifact.")],
 ) -> None:
     """Run collect -> clean -> normalize -> split -> init -> train -> evaluate in one folder."""
     from lfft.pipeline import run_pipeline
@@ -213,13 +217,14 @@ def _pipeline(
 def _online(
     cfg,
     tables,
-    work: Annotated[Path, typer.Option("--work", "-w", help="Work folder (state, versions).")],
-    logs: Annotated[
-        Path | None, typer.Option("--logs", help="Folder new log files arrive in.")
-    ] = None,
+    work: Annotated[Path, _path("--work", "-w", help="Work folder (state, versions).")],
+    logs: Annotated[Path | None, _path("--logs", help="Folder new log files arrive in.")] = None,
     once: Annotated[bool, typer.Option(help="Run one round and exit.")] = False,
     rollback: Annotated[
-        str | None, typer.Option(help="Point WORK/current at an earlier version, e.g. v0003.")
+        str | None,
+        typer.Option(
+            help="Point WORK/current at an earlier version, e.g. v0003.", metavar="VERSION"
+        ),
     ] = None,
 ) -> None:
     """Keep learning: consume new logs exactly once, train, gate, promote."""

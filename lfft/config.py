@@ -24,7 +24,7 @@ from lfft.options import validate as validate  # for library code checking a con
 
 C = TypeVar("C")
 
-WORKERS = "Processes (0 = auto: one per core on big inputs)."
+WORKERS = "Processes; 0 = auto: one per core on {}."
 BATCH_ROWS = "Rows per Arrow batch read and written."
 PART_ROWS = "Rows per output part file; 0 = one file (a folder --out: 1M-row parts)."
 
@@ -66,7 +66,7 @@ class CollectConfig:
     implicit: bool = opt(True, "Infer feedback from the user's next message.")
     implicit_rules: str | None = opt(None, "TOML file overriding the implicit-feedback rules.")
     partitions: int = opt(32, "Hash partitions of events by session (bounded memory).", ge=1)
-    workers: int = opt(1, WORKERS + " Inputs > 512 MB.", ge=0)
+    workers: int = opt(1, WORKERS.format("inputs over 512 MB"), ge=0)
     batch_rows: int = opt(16_384, BATCH_ROWS, ge=1)
     part_rows: int = opt(0, PART_ROWS, ge=0)
 
@@ -81,7 +81,7 @@ class CleanConfig:
         ["url_secret", "email", "card", "ip", "phone"], "What --scrub-pii replaces."
     )
     merge_across_sessions: bool = opt(False, "Merge the same prompt+response across sessions.")
-    workers: int = opt(1, WORKERS + " Above 200,000 rows.", ge=0)
+    workers: int = opt(1, WORKERS.format("inputs over 200,000 rows"), ge=0)
     batch_rows: int = opt(16_384, BATCH_ROWS, ge=1)
     part_rows: int = opt(0, PART_ROWS, ge=0)
 
@@ -103,7 +103,7 @@ class NormalizeConfig:
         "latest", "Within a tier: latest (newest event wins) or mean."
     )
     partition_rows: int = opt(50_000, "Rows per in-memory group partition.", ge=1)
-    workers: int = opt(1, WORKERS + " Above 200,000 rows.", ge=0)
+    workers: int = opt(1, WORKERS.format("inputs over 200,000 rows"), ge=0)
     batch_rows: int = opt(16_384, BATCH_ROWS, ge=1)
     part_rows: int = opt(0, PART_ROWS, ge=0)
 

@@ -82,9 +82,10 @@ def _common_params(cmd: Command) -> list[inspect.Parameter]:
     config = typer.Option(
         "--config", "-c", help=f"TOML file; its [{cmd.name}] table sets defaults.", metavar="FILE"
     )
+    example = f"{cmd.name}.KEY=VALUE" if cmd.reads is None else "any stage it runs: train.lr=3e-4"
     sets = typer.Option(
         "--set",
-        help=f"Set any key, e.g. {cmd.name}.key=value (repeatable; overrides --config).",
+        help=f"Set a config key (repeatable; wins over --config), {example}.",
         metavar="STAGE.KEY=VALUE",
     )
     return [

@@ -230,7 +230,7 @@ def test_toml_set_and_option_share_one_validation(
     "argv,says",
     [
         (["collect", "in", "-o", "x", "--bogus"], "no such option: --bogus"),
-        (["clean"], "missing argument 'input'"),
+        (["clean"], "missing argument 'INPUT'"),
         (["train", "-d", "d", "-o", "o"], "missing option '--model'"),
         (["split", "x", "-o", "y", "--seed", "abc"], "expected an integer, got 'abc'"),
         (["clean", "x", "-o", "y", "--set", "train.lr=1"], "lfft clean reads [clean]"),
