@@ -257,8 +257,9 @@ def _root(
     """
 
 
-def make_app() -> typer.Typer:
-    """The typer app, generated from :data:`COMMANDS` and the config classes as they are now."""
+def make_app(only: str | None = None) -> typer.Typer:
+    """The typer app, generated from :data:`COMMANDS` and the config classes as they are now
+    (with ``only``: just that command, all ``lfft NAME ...`` needs to start)."""
     app = typer.Typer(
         name="lfft",
         help="Language feedback fine-tuning: raw chat logs with user feedback -> a better model.",
@@ -269,11 +270,20 @@ def make_app() -> typer.Typer:
     )
     app.callback()(_root)
     for cmd in COMMANDS:
-        app.command(cmd.name)(generated(cmd))
+        if only in (None, cmd.name):
+            app.command(cmd.name)(generated(cmd))
     return app
 
 
-app = make_app()
+def __getattr__(name: str) -> Any:
+    """``lfft.cli.app``, the whole app, is made on first use (the entry point needs one command)."""
+    if name == "app":
+        globals()["app"] = made = make_app()
+        return made
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+NAMES = {cmd.name for cmd in COMMANDS}
 
 
 def _fail(message: str, code: int, hint: str | None = None) -> None:
@@ -287,8 +297,9 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app; every error is one line (usage: exit 2, user errors: exit 1)."""
     debug = bool(os.environ.get("LFFT_DEBUG"))
     args = sys.argv[1:] if argv is None else argv
+    name = next((a for a in args if not a.startswith("-")), None)  # the root takes no values
     try:
-        group = typer.main.get_command(app)
+        group = typer.main.get_command(make_app(name if name in NAMES else None))
         code = group.main(args=args or ["--help"], prog_name="lfft", standalone_mode=False)
     except typer.TyperException as e:  # the parser's: unknown option, missing argument, ...
         if not hasattr(e, "format_message"):
