@@ -284,6 +284,8 @@ def __getattr__(name: str) -> Any:
 
 
 NAMES = {cmd.name for cmd in COMMANDS}
+# the parser's error class (click's ClickException, which typer >= 0.2x vendors)
+ClickError = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
 
 
 def _fail(message: str, code: int, hint: str | None = None) -> None:
@@ -301,9 +303,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         group = typer.main.get_command(make_app(name if name in NAMES else None))
         code = group.main(args=args or ["--help"], prog_name="lfft", standalone_mode=False)
-    except typer.TyperException as e:  # the parser's: unknown option, missing argument, ...
-        if not hasattr(e, "format_message"):
-            _fail("aborted", 1)
+    except ClickError as e:  # the parser's: unknown option, missing argument, bad value
         ctx = getattr(e, "ctx", None)
         path = ctx.command_path if ctx is not None else "lfft"
         message = " ".join(e.format_message().split())

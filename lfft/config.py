@@ -2,10 +2,10 @@
 
 A field declared with :func:`lfft.options.opt` carries its help text and allowed values; the
 ``[stage]`` table of a ``--config`` file and the options of ``lfft <stage>`` (generated in
-:mod:`lfft.cli`) both come from it. Precedence: command-line option > ``--set stage.key=value``
-> ``[stage]`` table of ``--config`` > dataclass default. An unknown table or key, or a value of
-the wrong type or out of range, is an error naming it. TOML keys may use ``-`` or ``_``;
-``lambda`` maps to the field ``lambda_``.
+:mod:`lfft.options_cli`) both come from it. Precedence: command-line option >
+``--set stage.key=value`` > ``[stage]`` table of ``--config`` > dataclass default. An unknown
+table or key, or a value of the wrong type or out of range, is an error naming it. TOML keys
+may use ``-`` or ``_``; ``lambda`` maps to the field ``lambda_``.
 """
 
 from __future__ import annotations
