@@ -1,37 +1,39 @@
-"""The ``lfft`` command line: thin typer wrappers over the library API.
+"""The ``lfft`` command line: one small function per command, its options generated.
 
-Each command builds its stage config (option > ``--config`` table > default), calls one library
-function and prints its summary. Known user errors (:class:`lfft.errors.LfftError`) become
-``error: <reason>`` and exit 1 in :func:`main`; ``LFFT_DEBUG=1`` shows the traceback.
-Heavy imports (torch, transformers) happen inside the model commands only.
+Each command below takes its stage config ``cfg`` plus its own run arguments (paths,
+``--quiet``). :func:`make_app` gives every command ``--config``, ``--set`` and one option per
+field of its config class in :mod:`lfft.config` (``--x/--no-x`` for booleans; generated in
+:mod:`lfft.options_cli`), so an option is defined once, as a field. Precedence: option >
+``--set`` > ``--config`` table > default.
+Errors are one line: usage errors (unknown option, missing argument, bad value) print
+``error: ...`` and a hint and exit 2; user errors (:class:`lfft.errors.LfftError`) exit 1;
+``LFFT_DEBUG=1`` shows the traceback. Heavy imports happen inside the commands only.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from lfft import __version__
 from lfft.errors import LfftError
+from lfft.options_cli import COMMANDS, UsageError, command, generated
 
-app = typer.Typer(
-    name="lfft",
-    help="Language feedback fine-tuning: raw chat logs with user feedback -> a better model.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode="rich",
-)
 
-ConfigOpt = Annotated[
-    Path | None,
-    typer.Option("--config", "-c", help="TOML file; the command's table supplies defaults."),
-]
-OutFile = Annotated[Path, typer.Option("--out", "-o", help="Output Parquet file.")]
+def _path(*decls: str, help: str, metavar: str = "PATH") -> Any:
+    """A path option (``decls`` given) or a positional path argument (none given)."""
+    if decls:
+        return typer.Option(*decls, help=help, metavar=metavar)
+    return typer.Argument(help=help, metavar=metavar)
+
+
+OutFile = Annotated[Path, _path("--out", "-o", help="Output Parquet file.", metavar="FILE")]
+OutDir = Annotated[Path, _path("--out", "-o", help="Output folder.", metavar="DIR")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No summary table.")]
 
 
@@ -42,324 +44,123 @@ def _show(result, quiet: bool = False) -> None:
         print_summary(result)
 
 
-def _version(value: bool) -> None:
-    if value:
-        typer.echo(f"lfft {__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def _root(
-    version: Annotated[
-        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show version.")
-    ] = False,
-) -> None:
-    """lfft: collect, clean, normalize, split; init, train, evaluate; or all at once (pipeline)."""
-
-
 # --- data stages -----------------------------------------------------------------------------
 
 
-@app.command()
-def collect(
-    inputs: Annotated[list[Path], typer.Argument(help="Log files or folders.")],
+@command("collect")
+def _collect(
+    cfg,
+    inputs: Annotated[list[Path], _path(help="Log files or folders.", metavar="INPUT...")],
     out: OutFile,
-    format: Annotated[
-        str | None, typer.Option("--format", "-f", help="auto|events|trl|hh-rlhf|oasst|...")
-    ] = None,
-    map: Annotated[
-        str | None,
-        typer.Option("--map", help="CSV/Parquet column map: prompt=question,response=answer"),
-    ] = None,
-    no_implicit: Annotated[
-        bool, typer.Option("--no-implicit", help="Do not infer implicit feedback.")
-    ] = False,
-    workers: Annotated[
-        int | None, typer.Option(help="Parallel processes (0 = auto: one per core, big inputs).")
-    ] = None,
-    implicit_rules: Annotated[
-        Path | None, typer.Option(help="TOML file overriding the implicit-feedback rules.")
-    ] = None,
-    config: ConfigOpt = None,
     quiet: Quiet = False,
 ) -> None:
     """Raw logs -> interactions.parquet (+ interactions.rejects.parquet)."""
-    from lfft.config import stage_config
     from lfft.data.collect import collect as run
-    from lfft.data.collect import parse_column_map, skip_pandas_probe
+    from lfft.data.collect import skip_pandas_probe
 
     skip_pandas_probe()  # 0.2 s of start-up: see its docstring
-    cfg = stage_config(
-        "collect",
-        config,
-        format=format,
-        column_map=parse_column_map(map) if map else None,
-        implicit=False if no_implicit else None,
-        implicit_rules=str(implicit_rules) if implicit_rules else None,
-        workers=workers,
-    )
     _show(run(inputs, out, cfg), quiet)
 
 
-@app.command()
-def clean(
-    input: Annotated[Path, typer.Argument(help="interactions.parquet")],
+@command("clean")
+def _clean(
+    cfg,
+    input: Annotated[Path, _path(help="interactions.parquet", metavar="INPUT")],
     out: OutFile,
-    max_chars: Annotated[int | None, typer.Option(help="Drop longer interactions.")] = None,
-    no_scrub: Annotated[bool, typer.Option("--no-scrub", help="Keep personal data.")] = False,
-    merge_across_sessions: Annotated[
-        bool, typer.Option(help="Merge the same prompt+response across sessions.")
-    ] = False,
-    workers: Annotated[
-        int | None, typer.Option(help="Parallel processes (0 = auto: one per core, big inputs).")
-    ] = None,
-    config: ConfigOpt = None,
     quiet: Quiet = False,
 ) -> None:
     """interactions.parquet -> clean.parquet: drop bad rows, fix text, merge, scrub PII."""
-    from lfft.config import stage_config
     from lfft.data.clean import clean as run
 
-    cfg = stage_config(
-        "clean",
-        config,
-        max_chars=max_chars,
-        scrub_pii=False if no_scrub else None,
-        merge_across_sessions=True if merge_across_sessions else None,
-        workers=workers,
-    )
     _show(run(input, out, cfg), quiet)
 
 
-@app.command()
-def normalize(
-    input: Annotated[Path, typer.Argument(help="clean.parquet")],
+@command("normalize")
+def _normalize(
+    cfg,
+    input: Annotated[Path, _path(help="clean.parquet", metavar="INPUT")],
     out: OutFile,
-    conflict: Annotated[
-        str | None, typer.Option(help="Within a tier: latest (newest event wins) | mean")
-    ] = None,
-    threshold: Annotated[
-        float | None, typer.Option(help="label = 1 when score >= threshold (0.5)")
-    ] = None,
-    workers: Annotated[
-        int | None, typer.Option(help="Parallel processes (0 = auto: one per core, big inputs).")
-    ] = None,
-    config: ConfigOpt = None,
     quiet: Quiet = False,
 ) -> None:
     """clean.parquet -> feedback.parquet: every feedback kind onto score/label/weight/spans."""
-    from lfft.config import stage_config
     from lfft.data.normalize import normalize as run
 
-    cfg = stage_config(
-        "normalize", config, conflict=conflict, positive_threshold=threshold, workers=workers
-    )
     _show(run(input, out, cfg), quiet)
 
 
-@app.command()
-def split(
-    input: Annotated[Path, typer.Argument(help="feedback.parquet")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")],
-    key: Annotated[str | None, typer.Option(help="session_id|user_id|group_id")] = None,
-    ratios: Annotated[str | None, typer.Option(help="train,val,test e.g. 0.8,0.1,0.1")] = None,
-    seed: Annotated[int | None, typer.Option()] = None,
-    unlabeled: Annotated[str | None, typer.Option(help="keep|drop rows without signal")] = None,
-    config: ConfigOpt = None,
+@command("split")
+def _split(
+    cfg,
+    input: Annotated[Path, _path(help="feedback.parquet", metavar="INPUT")],
+    out: OutDir,
     quiet: Quiet = False,
 ) -> None:
     """feedback.parquet -> DIR/train.parquet, val.parquet, test.parquet (no key in two splits)."""
-    from lfft.config import stage_config
-    from lfft.data.split import parse_ratios
     from lfft.data.split import split as run
 
-    cfg = stage_config(
-        "split",
-        config,
-        key=key,
-        ratios=parse_ratios(ratios) if ratios else None,
-        seed=seed,
-        unlabeled=unlabeled,
-    )
     _show(run(input, out, cfg), quiet)
 
 
-@app.command()
-def synth(
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder of .jsonl logs.")],
-    sessions: Annotated[int | None, typer.Option(help="Number of sessions.")] = None,
-    seed: Annotated[int | None, typer.Option()] = None,
-    files: Annotated[int | None, typer.Option(help="Number of files.")] = None,
-    fault_rate: Annotated[float | None, typer.Option(help="Share of faulty lines.")] = None,
-    compress: Annotated[str | None, typer.Option(help="none|gzip|zstd")] = None,
-    config: ConfigOpt = None,
+@command("synth")
+def _synth(
+    cfg,
+    out: Annotated[Path, _path("--out", "-o", help="Folder of .jsonl logs.", metavar="DIR")],
     quiet: Quiet = False,
 ) -> None:
     """Write realistic synthetic lfft-events logs (every event kind, some faulty lines)."""
-    from lfft.config import stage_config
     from lfft.data.synth import synth as run
 
-    cfg = stage_config(
-        "synth",
-        config,
-        sessions=sessions,
-        seed=seed,
-        files=files,
-        fault_rate=fault_rate,
-        compress=compress,
-    )
     _show(run(out, cfg), quiet)
 
 
-@app.command()
-def inspect(
-    artifact: Annotated[Path, typer.Argument(help="Any lfft Parquet artifact (file or folder).")],
-    rows: Annotated[int, typer.Option(help="Rows to show.")] = 5,
+@command("inspect")
+def _inspect(
+    cfg,
+    artifact: Annotated[Path, _path(help="Any lfft artifact (file or folder).", metavar="PATH")],
 ) -> None:
     """Show an artifact's schema, metadata, counts, label balance and a few rows."""
     from lfft.data.inspect import inspect as run
 
-    run(artifact, rows=rows)
+    run(artifact, rows=cfg.rows)
 
 
-@app.command()
-def export(
-    artifact: Annotated[Path, typer.Argument(help="feedback/split artifact")],
-    format: Annotated[str, typer.Option("--format", "-f", help="trl-kto|trl-dpo|trl-sft|jsonl")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output .jsonl file.")],
+@command("export")
+def _export(
+    cfg,
+    artifact: Annotated[Path, _path(help="feedback/split artifact", metavar="PATH")],
+    out: Annotated[Path, _path("--out", "-o", help="Output .jsonl file.", metavar="FILE")],
     quiet: Quiet = False,
 ) -> None:
     """Write an artifact in the format TRL's trainers (or plain JSONL readers) load."""
     from lfft.data.export import export as run
 
-    _show(run(artifact, format, out), quiet)
+    _show(run(artifact, cfg.format, out), quiet)
 
 
 # --- model stages ----------------------------------------------------------------------------
 
+Checkpoint = Annotated[Path, _path("--out", "-o", help="Checkpoint to write.", metavar="DIR")]
 
-@app.command()
-def init(
-    out: Annotated[Path, typer.Option("--out", "-o", help="Checkpoint folder to write.")],
-    base: Annotated[
-        str | None, typer.Option(help="tiny | LOCAL_PATH | model.gguf | HUB_ID")
-    ] = None,
-    data: Annotated[Path | None, typer.Option(help="Train split (tokenizer for tiny).")] = None,
-    preset: Annotated[str | None, typer.Option(help="tiny|small|125m (tiny base)")] = None,
-    layers: Annotated[int | None, typer.Option()] = None,
-    hidden: Annotated[int | None, typer.Option()] = None,
-    heads: Annotated[int | None, typer.Option()] = None,
-    vocab_size: Annotated[int | None, typer.Option(help="BPE vocabulary (tiny base).")] = None,
-    max_length: Annotated[int | None, typer.Option(help="Context length (tiny base).")] = None,
-    gguf_file: Annotated[
-        str | None, typer.Option(help="A .gguf file inside a --base folder or hub repo.")
-    ] = None,
-    trust_remote_code: Annotated[
-        bool, typer.Option(help="Allow a hub model's own code (off by default).")
-    ] = False,
-    seed: Annotated[int | None, typer.Option()] = None,
-    config: ConfigOpt = None,
-    quiet: Quiet = False,
-) -> None:
+
+@command("init")
+def _init(cfg, out: Checkpoint, quiet: Quiet = False) -> None:
     """Make a starting checkpoint: a causal LM plus a fresh feedback head."""
-    from lfft.config import stage_config
     from lfft.model.init import init as run
 
-    cfg = stage_config(
-        "init",
-        config,
-        base=base,
-        data=str(data) if data else None,
-        preset=preset,
-        layers=layers,
-        hidden=hidden,
-        heads=heads,
-        vocab_size=vocab_size,
-        max_length=max_length,
-        gguf_file=gguf_file,
-        trust_remote_code=True if trust_remote_code else None,
-        seed=seed,
-    )
     _show(run(out, cfg), quiet)
 
 
-@app.command()
-def train(
-    model: Annotated[Path, typer.Option("--model", "-m", help="Checkpoint to start from.")],
-    data: Annotated[Path, typer.Option("--data", "-d", help="Splits folder (train/val).")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Checkpoint folder to write.")],
-    objective: Annotated[
-        str | None, typer.Option(help="sft|filtered|weighted|unlikelihood|kto|dpo")
-    ] = None,
-    feedback_loss: Annotated[str | None, typer.Option(help="auto|bce|mse|token|none")] = None,
-    lambda_: Annotated[float | None, typer.Option("--lambda", help="Weight of L_F.")] = None,
-    max_steps: Annotated[int | None, typer.Option()] = None,
-    epochs: Annotated[float | None, typer.Option()] = None,
-    lr: Annotated[float | None, typer.Option()] = None,
-    batch_size: Annotated[int | None, typer.Option()] = None,
-    batch_tokens: Annotated[int | None, typer.Option(help="Padded tokens per batch.")] = None,
-    grad_accum: Annotated[int | None, typer.Option(help="Micro-batches per step.")] = None,
-    max_length: Annotated[int | None, typer.Option(help="Truncate sequences.")] = None,
-    warmup_steps: Annotated[int | None, typer.Option()] = None,
-    beta: Annotated[float | None, typer.Option(help="KTO/DPO temperature.")] = None,
-    precision: Annotated[str | None, typer.Option(help="auto|fp32|bf16|fp16")] = None,
-    device: Annotated[str | None, typer.Option(help="auto|cpu|cuda")] = None,
-    eval_every: Annotated[int | None, typer.Option(help="Validate every N steps.")] = None,
-    patience: Annotated[int | None, typer.Option(help="Early stopping (0 = off).")] = None,
-    save_every: Annotated[int | None, typer.Option(help="Step checkpoint every N.")] = None,
-    keep_last: Annotated[int | None, typer.Option(help="Step checkpoints kept.")] = None,
-    log_every: Annotated[int | None, typer.Option()] = None,
-    grad_checkpointing: Annotated[
-        bool, typer.Option("--grad-checkpointing", help="Recompute activations.")
-    ] = False,
-    compile: Annotated[bool, typer.Option("--compile", help="torch.compile the model.")] = False,
-    lora: Annotated[bool, typer.Option("--lora", help="Train LoRA adapters (peft).")] = False,
-    resume: Annotated[
-        bool, typer.Option(help="Continue from the last checkpoint in --out.")
-    ] = False,
-    nproc: Annotated[
-        int | None, typer.Option(help="Launch N processes with torchrun (DDP).")
-    ] = None,
-    fsdp: Annotated[bool, typer.Option(help="FSDP2 sharding under torchrun.")] = False,
-    packing: Annotated[
-        str | None, typer.Option(help="auto|on|off: padding-free packing (auto: on a GPU).")
-    ] = None,
-    seed: Annotated[int | None, typer.Option()] = None,
-    config: ConfigOpt = None,
+@command("train")
+def _train(
+    cfg,
+    model: Annotated[Path, _path("--model", "-m", help="Checkpoint to start from.")],
+    data: Annotated[Path, _path("--data", "-d", help="Splits folder (train/val).")],
+    out: Checkpoint,
+    resume: Annotated[bool, typer.Option(help="Continue from the last step checkpoint.")] = False,
+    nproc: Annotated[int | None, typer.Option(help="Launch N processes with torchrun.")] = None,
     quiet: Quiet = False,
 ) -> None:
     """Train L = L_M + lambda * L_F from the splits; writes a transformers-loadable checkpoint."""
-    from lfft.config import stage_config
-
-    cfg = stage_config(
-        "train",
-        config,
-        objective=objective,
-        feedback_loss=feedback_loss,
-        lambda_=lambda_,
-        max_steps=max_steps,
-        epochs=epochs,
-        lr=lr,
-        batch_size=batch_size,
-        batch_tokens=batch_tokens,
-        grad_accum=grad_accum,
-        max_length=max_length,
-        warmup_steps=warmup_steps,
-        beta=beta,
-        precision=precision,
-        device=device,
-        eval_every=eval_every,
-        patience=patience,
-        save_every=save_every,
-        keep_last=keep_last,
-        log_every=log_every,
-        grad_checkpointing=True if grad_checkpointing else None,
-        compile=True if compile else None,
-        lora=True if lora else None,
-        fsdp=True if fsdp else None,
-        packing=packing,
-        seed=seed,
-    )
     if nproc and nproc > 1:
         from lfft.model.distributed import launch
 
@@ -370,83 +171,63 @@ def train(
     _show(result, quiet or os.environ.get("RANK", "0") != "0")  # torchrun: rank 0 reports
 
 
-@app.command()
-def evaluate(
-    model: Annotated[Path, typer.Option("--model", "-m", help="Checkpoint to evaluate.")],
-    data: Annotated[Path, typer.Option("--data", "-d", help="Test split.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")],
+@command("evaluate")
+def _evaluate(
+    cfg,
+    model: Annotated[Path, _path("--model", "-m", help="Checkpoint to evaluate.")],
+    data: Annotated[Path, _path("--data", "-d", help="Test split.")],
+    out: OutDir,
     baseline: Annotated[
-        Path | None, typer.Option(help="Checkpoint to compare generations with.")
+        Path | None, _path("--baseline", help="Checkpoint to compare generations with.")
     ] = None,
-    generate: Annotated[bool, typer.Option(help="Generate answers to the test prompts.")] = False,
-    max_new_tokens: Annotated[int | None, typer.Option()] = None,
-    best_of: Annotated[int | None, typer.Option(help="Rerank N samples by the head.")] = None,
-    sample: Annotated[bool, typer.Option(help="Sample instead of greedy decoding.")] = False,
-    temperature: Annotated[float | None, typer.Option(help="Sampling temperature.")] = None,
-    max_rows: Annotated[int | None, typer.Option()] = None,
-    device: Annotated[str | None, typer.Option(help="auto|cpu|cuda")] = None,
-    config: ConfigOpt = None,
     quiet: Quiet = False,
 ) -> None:
     """Score a checkpoint: NLL, feedback-head quality, preferences, generations."""
-    from lfft.config import stage_config
     from lfft.model.evaluate import evaluate as run
 
-    cfg = stage_config(
-        "evaluate",
-        config,
-        generate=True if generate else None,
-        max_new_tokens=max_new_tokens,
-        best_of=best_of,
-        do_sample=True if sample else None,
-        temperature=temperature,
-        max_rows=max_rows,
-        device=device,
-    )
     _show(run(model, data, out, cfg, baseline=baseline), quiet)
 
 
 # --- orchestration ---------------------------------------------------------------------------
 
 
-@app.command()
-def pipeline(
-    inputs: Annotated[list[Path], typer.Argument(help="Raw log files or folders.")],
-    work: Annotated[Path, typer.Option("--work", "-w", help="Work folder for every artifact.")],
-    from_stage: Annotated[str | None, typer.Option("--from", help="First stage to run.")] = None,
-    until_stage: Annotated[str | None, typer.Option("--until", help="Last stage to run.")] = None,
-    force: Annotated[bool, typer.Option(help="Rerun stages even when up to date.")] = False,
-    config: ConfigOpt = None,
+def _stage_tables(own: str) -> Callable[[], tuple[str, ...]]:
+    def reads() -> tuple[str, ...]:
+        from lfft.stages import STAGE_NAMES
+
+        return (own, *STAGE_NAMES)
+
+    return reads
+
+
+@command("pipeline", reads=_stage_tables("pipeline"))
+def _pipeline(
+    cfg,
+    tables,
+    inputs: Annotated[list[Path], _path(help="Raw log files or folders.", metavar="INPUT...")],
+    work: Annotated[Path, _path("--work", "-w", help="Work folder for every artifact.")],
 ) -> None:
     """Run collect -> clean -> normalize -> split -> init -> train -> evaluate in one folder."""
-    from lfft.config import stage_config
     from lfft.pipeline import run_pipeline
 
-    cfg = stage_config(
-        "pipeline",
-        config,
-        from_stage=from_stage,
-        until_stage=until_stage,
-        force=True if force else None,
-    )
-    run_pipeline(inputs, work, cfg, config_path=config)
+    run_pipeline(inputs, work, cfg, config_path=tables)
 
 
-@app.command()
-def online(
-    work: Annotated[Path, typer.Option("--work", "-w", help="Work folder (state, versions).")],
-    logs: Annotated[
-        Path | None, typer.Option("--logs", help="Folder new log files arrive in.")
-    ] = None,
+@command("online", reads=_stage_tables("online"))
+def _online(
+    cfg,
+    tables,
+    work: Annotated[Path, _path("--work", "-w", help="Work folder (state, versions).")],
+    logs: Annotated[Path | None, _path("--logs", help="Folder new log files arrive in.")] = None,
     once: Annotated[bool, typer.Option(help="Run one round and exit.")] = False,
-    interval: Annotated[float | None, typer.Option(help="Seconds between rounds.")] = None,
     rollback: Annotated[
-        str | None, typer.Option(help="Point WORK/current at an earlier version, e.g. v0003.")
+        str | None,
+        typer.Option(
+            help="Point WORK/current at an earlier version, e.g. v0003.", metavar="VERSION"
+        ),
     ] = None,
-    config: ConfigOpt = None,
 ) -> None:
     """Keep learning: consume new logs exactly once, train, gate, promote."""
-    from lfft.config import stage_config
     from lfft.online import rollback as run_rollback
     from lfft.online import run_online
 
@@ -456,27 +237,92 @@ def online(
         return
     if logs is None:
         raise LfftError("--logs is required: the folder new log files arrive in")
-    cfg = stage_config("online", config, interval=interval)
-    run_online(logs, work, cfg, once=once, config_path=config)
+    run_online(logs, work, cfg, once=once, config_path=tables)
 
 
-def main() -> None:
-    """Entry point: run the app, turning user errors into one line and exit 1."""
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"lfft {__version__}")
+        raise typer.Exit()
+
+
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show version.")
+    ] = False,
+) -> None:
+    """lfft: collect, clean, normalize, split; init, train, evaluate; or all at once (pipeline).
+
+    Every option of a command is also a key of its table in a --config TOML file.
+    """
+
+
+def make_app(only: str | None = None) -> typer.Typer:
+    """The typer app, generated from :data:`COMMANDS` and the config classes as they are now
+    (with ``only``: just that command, all ``lfft NAME ...`` needs to start)."""
+    app = typer.Typer(
+        name="lfft",
+        help="Language feedback fine-tuning: raw chat logs with user feedback -> a better model.",
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+        rich_markup_mode=None,
+    )
+    app.callback()(_root)
+    for cmd in COMMANDS:
+        if only in (None, cmd.name):
+            app.command(cmd.name)(generated(cmd))
+    return app
+
+
+def __getattr__(name: str) -> Any:
+    """``lfft.cli.app``, the whole app, is made on first use (the entry point needs one command)."""
+    if name == "app":
+        globals()["app"] = made = make_app()
+        return made
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+NAMES = {cmd.name for cmd in COMMANDS}
+# the parser's error class (click's ClickException, which typer >= 0.2x vendors)
+ClickError = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+
+
+def _fail(message: str, code: int, hint: str | None = None) -> None:
+    typer.echo(f"error: {message}", err=True)
+    if hint:
+        typer.echo(f"hint: {hint}", err=True)
+    sys.exit(code)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the app; every error is one line (usage: exit 2, user errors: exit 1)."""
+    debug = bool(os.environ.get("LFFT_DEBUG"))
+    args = sys.argv[1:] if argv is None else argv
+    name = next((a for a in args if not a.startswith("-")), None)  # the root takes no values
     try:
-        app()
+        group = typer.main.get_command(make_app(name if name in NAMES else None))
+        code = group.main(args=args or ["--help"], prog_name="lfft", standalone_mode=False)
+    except ClickError as e:  # the parser's: unknown option, missing argument, bad value
+        ctx = getattr(e, "ctx", None)
+        path = ctx.command_path if ctx is not None else "lfft"
+        message = " ".join(e.format_message().split())
+        _fail(message[:1].lower() + message[1:], e.exit_code, f"'{path} --help' lists the options")
+    except UsageError as e:
+        if debug:
+            raise
+        _fail(str(e), 2)
     except LfftError as e:
-        if os.environ.get("LFFT_DEBUG"):
+        if debug:
             raise
-        typer.echo(f"error: {e}", err=True)
-        sys.exit(1)
+        _fail(str(e), 1)
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as e:
-        if os.environ.get("LFFT_DEBUG"):
+        if debug:
             raise
-        typer.echo(f"error: {e.strerror or e}: {e.filename}", err=True)
-        sys.exit(1)
+        _fail(f"{e.strerror or e}: {e.filename}", 1)
     except KeyboardInterrupt:
-        typer.echo("error: interrupted", err=True)
-        sys.exit(130)
+        _fail("interrupted", 130)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

@@ -1,23 +1,50 @@
-"""Stage configs: one frozen dataclass per stage, loadable from one TOML file (a table per stage).
+"""Stage configs: one frozen dataclass per stage; each field is a TOML key and an option.
 
-Precedence: command-line option > ``[stage]`` table of ``--config`` > dataclass default. An
-unknown table or key is an error, so a typo never silently does nothing. TOML keys may use
-``-`` or ``_``; ``lambda`` maps to the field ``lambda_``.
+A field declared with :func:`lfft.options.opt` carries its help text and allowed values; the
+``[stage]`` table of a ``--config`` file and the options of ``lfft <stage>`` (generated in
+:mod:`lfft.options_cli`) both come from it. Precedence: command-line option >
+``--set stage.key=value`` > ``[stage]`` table of ``--config`` > dataclass default. An unknown
+table or key, or a value of the wrong type or out of range, is an error naming it. TOML keys
+may use ``-`` or ``_``; ``lambda`` maps to the field ``lambda_``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
-import types
-import typing
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from lfft.errors import ConfigError
+from lfft.options import known_keys, make, opt, option
+from lfft.options import validate as validate  # for library code checking a config it was given
 
 C = TypeVar("C")
+
+WORKERS = "Processes; 0 = auto: one per core on {}."
+BATCH_ROWS = "Rows per Arrow batch read and written."
+PART_ROWS = "Rows per output part file; 0 = one file (a folder --out: 1M-row parts)."
+
+
+def _formats() -> tuple[str, ...]:
+    from lfft.data.formats import FORMATS
+
+    return ("auto", *FORMATS)
+
+
+def _presets() -> tuple[str, ...]:
+    from lfft.model.tiny import PRESETS
+
+    return tuple(PRESETS)
+
+
+def _shares(ratios: tuple[float, ...]) -> str | None:
+    if any(not math.isfinite(r) or r < 0 for r in ratios) or abs(sum(ratios) - 1.0) > 1e-6:
+        return f"expected three shares >= 0 summing to 1, e.g. 0.8,0.1,0.1, got {list(ratios)}"
+    return None
 
 
 # --- data stages -----------------------------------------------------------------------------
@@ -25,66 +52,93 @@ C = TypeVar("C")
 
 @dataclass(frozen=True)
 class CollectConfig:
-    format: str = "auto"  # auto|events|trl|hh-rlhf|oasst|shp|ultrafeedback|finegrained|csv|...
-    column_map: dict[str, str] = field(default_factory=dict)  # csv/parquet: lfft name -> column
-    implicit: bool = True  # infer feedback from the user's next message
-    implicit_rules: str | None = None  # path to a TOML file overriding lfft/data/implicit rules
-    partitions: int = 32  # hash partitions of events by session (bounded memory)
-    workers: int = 1  # processes reading/joining; 0 = auto (one per core, inputs > 512 MB)
-    batch_rows: int = 16_384
-    part_rows: int = 0  # rows per output part file; 0 = one file (a folder --out: 1M-row parts)
+    format: str = opt(
+        "auto",
+        "auto|events|trl|hh-rlhf|oasst|shp|ultrafeedback|finegrained|csv|...",
+        short="-f",
+        choices=_formats,
+    )
+    column_map: dict[str, str] = opt(
+        {},
+        "CSV/Parquet columns: lfft name=column, e.g. prompt=question,response=answer",
+        aliases=("--map",),
+    )
+    implicit: bool = opt(True, "Infer feedback from the user's next message.")
+    implicit_rules: str | None = opt(None, "TOML file overriding the implicit-feedback rules.")
+    partitions: int = opt(32, "Hash partitions of events by session (bounded memory).", ge=1)
+    workers: int = opt(1, WORKERS.format("inputs over 512 MB"), ge=0)
+    batch_rows: int = opt(16_384, BATCH_ROWS, ge=1)
+    part_rows: int = opt(0, PART_ROWS, ge=0)
 
 
 @dataclass(frozen=True)
 class CleanConfig:
-    min_response_chars: int = 1  # after stripping whitespace
-    max_chars: int = 32_000  # context + prompt + response, in characters
-    max_turns: int = 64  # context turns
-    scrub_pii: bool = True
-    pii_kinds: list[str] = field(
-        default_factory=lambda: ["url_secret", "email", "card", "ip", "phone"]
-    )  # what scrub_pii replaces (lfft/data/pii.py)
-    merge_across_sessions: bool = False  # same prompt+response in other sessions -> one row
-    workers: int = 1  # processes; 0 = auto (one per core above 200,000 rows)
-    batch_rows: int = 16_384
-    part_rows: int = 0  # rows per output part file; 0 = one file (a folder --out: 1M-row parts)
+    min_response_chars: int = opt(1, "Shorter responses (after stripping) are dropped.", ge=0)
+    max_chars: int = opt(32_000, "Drop longer interactions (context+prompt+response).", ge=1)
+    max_turns: int = opt(64, "Most context turns kept.", ge=0)
+    scrub_pii: bool = opt(True, "Replace personal data by placeholders.", aliases=("--scrub",))
+    pii_kinds: list[Literal["url_secret", "email", "card", "ip", "phone"]] = opt(
+        ["url_secret", "email", "card", "ip", "phone"], "What --scrub-pii replaces."
+    )
+    merge_across_sessions: bool = opt(False, "Merge the same prompt+response across sessions.")
+    workers: int = opt(1, WORKERS.format("inputs over 200,000 rows"), ge=0)
+    batch_rows: int = opt(16_384, BATCH_ROWS, ge=1)
+    part_rows: int = opt(0, PART_ROWS, ge=0)
 
 
 @dataclass(frozen=True)
 class NormalizeConfig:
-    explicit_weight: float = 1.0
-    implicit_weight: float = 0.3
-    behavioral_weight: float = 0.2
-    rating_scale: float = 5.0  # default top of the scale when an event gives none
-    positive_threshold: float = 0.5  # score >= threshold -> label 1
-    label_scores: dict[str, float] = field(default_factory=dict)  # overrides label -> score
-    kind_scores: dict[str, float] = field(default_factory=dict)  # overrides e.g. copy -> 1.0
-    dwell_positive_ms: float = 10_000.0  # dwell at least this long -> positive
-    dwell_negative_ms: float = 2_000.0  # dwell shorter than this -> negative; between: none
-    conflict: str = "latest"  # within a tier: latest (newest event wins) | mean
-    partition_rows: int = 50_000  # rows per in-memory group partition (bounded memory)
-    workers: int = 1  # processes; 0 = auto (one per core above 200,000 rows)
-    batch_rows: int = 16_384
-    part_rows: int = 0  # rows per output part file; 0 = one file (a folder --out: 1M-row parts)
+    explicit_weight: float = opt(1.0, "Weight of explicit feedback (thumbs, ratings).", gt=0)
+    implicit_weight: float = opt(0.3, "Weight of implicit feedback (replies).", gt=0)
+    behavioral_weight: float = opt(0.2, "Weight of behavioral feedback (copy, dwell).", gt=0)
+    rating_scale: float = opt(5.0, "Top of the rating scale when an event gives none.", gt=0)
+    positive_threshold: float = opt(
+        0.5, "label = 1 when score >= threshold.", aliases=("--threshold",), ge=0, le=1
+    )
+    label_scores: dict[str, float] = opt({}, "Overrides: label=score, e.g. verbose=0.2")
+    kind_scores: dict[str, float] = opt({}, "Overrides: kind=score, e.g. copy=1.0")
+    dwell_positive_ms: float = opt(10_000.0, "Dwell at least this long is positive.", ge=0)
+    dwell_negative_ms: float = opt(2_000.0, "Dwell shorter than this is negative.", ge=0)
+    conflict: Literal["latest", "mean"] = opt(
+        "latest", "Within a tier: latest (newest event wins) or mean."
+    )
+    partition_rows: int = opt(50_000, "Rows per in-memory group partition.", ge=1)
+    workers: int = opt(1, WORKERS.format("inputs over 200,000 rows"), ge=0)
+    batch_rows: int = opt(16_384, BATCH_ROWS, ge=1)
+    part_rows: int = opt(0, PART_ROWS, ge=0)
 
 
 @dataclass(frozen=True)
 class SplitConfig:
-    key: str = "session_id"  # session_id|user_id|group_id
-    ratios: tuple[float, float, float] = (0.8, 0.1, 0.1)  # train, val, test
-    seed: int = 0
-    unlabeled: str = "keep"  # keep (LM-only training rows) | drop
-    batch_rows: int = 16_384
-    part_rows: int = 0  # rows per output part file; 0 = one file (a folder --out: 1M-row parts)
+    key: Literal["session_id", "user_id", "group_id"] = opt(
+        "session_id", "No value of this column lands in two splits."
+    )
+    ratios: tuple[float, float, float] = opt((0.8, 0.1, 0.1), "train,val,test", check=_shares)
+    seed: int = opt(0, "Seed of the key hash.")
+    unlabeled: Literal["keep", "drop"] = opt("keep", "Rows without signal: keep (LM-only) or drop.")
+    batch_rows: int = opt(16_384, BATCH_ROWS, ge=1)
+    part_rows: int = opt(0, PART_ROWS, ge=0)
 
 
 @dataclass(frozen=True)
 class SynthConfig:
-    sessions: int = 200
-    seed: int = 0
-    files: int = 4
-    fault_rate: float = 0.01  # share of deliberately faulty lines
-    compress: str = "none"  # none|gzip|zstd
+    sessions: int = opt(200, "Number of sessions.", ge=0)
+    seed: int = opt(0, "Random seed.")
+    files: int = opt(4, "Number of files.", ge=1)
+    fault_rate: float = opt(0.01, "Share of deliberately faulty lines.", ge=0, le=0.5)
+    compress: Literal["none", "gzip", "zstd"] = opt("none", "File compression.")
+
+
+@dataclass(frozen=True)
+class InspectConfig:
+    rows: int = opt(5, "Rows to show.", ge=0)
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    format: Literal["trl-kto", "trl-dpo", "trl-sft", "jsonl"] = opt(
+        help="What to write: TRL's KTO, DPO or SFT records, or plain JSONL.", short="-f"
+    )
 
 
 # --- model stages ----------------------------------------------------------------------------
@@ -92,70 +146,74 @@ class SynthConfig:
 
 @dataclass(frozen=True)
 class InitConfig:
-    base: str = "tiny"  # tiny | local folder | .gguf file | hub id
-    preset: str = "tiny"  # size preset for the built-in base (tiny|small|125m)
-    layers: int | None = None
-    hidden: int | None = None
-    heads: int | None = None
-    vocab_size: int = 2048  # BPE vocabulary trained on the data (tiny base)
-    max_length: int = 512
-    data: str | None = None  # train split to train the tokenizer on
-    trust_remote_code: bool = False
-    gguf_file: str | None = None
-    seed: int = 0
+    base: str = opt("tiny", "tiny | LOCAL_PATH | model.gguf | HUB_ID")
+    preset: str = opt("tiny", "Size of the tiny base: tiny|small|125m.", choices=_presets)
+    layers: int | None = opt(None, "Layers (tiny base; default from --preset).", ge=1)
+    hidden: int | None = opt(None, "Hidden size (tiny base).", ge=1)
+    heads: int | None = opt(None, "Attention heads (tiny base).", ge=1)
+    vocab_size: int = opt(2048, "BPE vocabulary trained on the data (tiny base).", ge=1)
+    max_length: int = opt(512, "Context length (tiny base).", ge=1)
+    data: str | None = opt(None, "Train split to train the tokenizer on (tiny base).")
+    trust_remote_code: bool = opt(False, "Allow a hub model's own code.")
+    gguf_file: str | None = opt(None, "A .gguf file inside a --base folder or hub repo.")
+    seed: int = opt(0, "Random seed of the weights.")
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    objective: str = "sft"  # sft|filtered|weighted|unlikelihood|kto|dpo
-    feedback_loss: str = "auto"  # auto|bce|mse|token|none
-    lambda_: float = 0.5
-    max_steps: int | None = None
-    epochs: float = 1.0
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    warmup_steps: int = 10
-    batch_size: int = 16  # sequences per micro-batch (upper bound)
-    batch_tokens: int = 8192  # token budget per micro-batch
-    grad_accum: int = 1
-    max_length: int = 512
-    clip: float = 1.0
-    precision: str = "auto"  # auto|fp32|bf16|fp16
-    device: str = "auto"  # auto|cpu|cuda
-    grad_checkpointing: bool = False
-    compile: bool = False
-    lora: bool = False
-    lora_r: int = 8
-    lora_alpha: int = 16
-    eval_every: int = 50
-    save_every: int = 50
-    keep_last: int = 2
-    patience: int = 0  # early stopping after this many evals without improvement (0 = off)
-    log_every: int = 10
-    seed: int = 0
-    beta: float = 0.1  # KTO / DPO temperature
-    desirable_weight: float | None = None  # KTO; default from the label ratio
-    undesirable_weight: float | None = None
-    unlikelihood_alpha: float = 1.0
-    max_pairs_per_group: int = 8  # DPO: pairs made within one group_id
-    fsdp: bool = False
-    packing: str = "auto"  # auto|on|off: padding-free packed rows (auto: on a GPU only)
+    objective: Literal["sft", "filtered", "weighted", "unlikelihood", "kto", "dpo"] = opt(
+        "sft", "What L_M learns from the feedback (docs/objectives.md)."
+    )
+    feedback_loss: Literal["auto", "bce", "mse", "token", "none"] = opt("auto", "L_F's loss.")
+    lambda_: float = opt(0.5, "Weight of L_F in L = L_M + lambda * L_F.", ge=0)
+    max_steps: int | None = opt(None, "Optimizer steps (none: from --epochs).", ge=0)
+    epochs: float = opt(1.0, "Passes over the train split (fractions allowed).", gt=0)
+    lr: float = opt(1e-3, "Peak learning rate.", gt=0)
+    weight_decay: float = opt(0.0, "AdamW weight decay (not on norms and biases).", ge=0)
+    warmup_steps: int = opt(10, "Linear warmup steps (at most half the run).", ge=0)
+    batch_size: int = opt(16, "Sequences per micro-batch (upper bound).", ge=1)
+    batch_tokens: int = opt(8192, "Token budget per micro-batch.", ge=1)
+    grad_accum: int = opt(1, "Micro-batches per optimizer step.", ge=1)
+    max_length: int = opt(512, "Truncate sequences to this many tokens.", ge=1)
+    clip: float = opt(1.0, "Gradient-norm clipping (0 = off).", ge=0)
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = opt("auto", "Forward precision.")
+    device: str = opt("auto", "auto|cpu|cuda[:N]")
+    grad_checkpointing: bool = opt(False, "Recompute activations in the backward.")
+    compile: bool = opt(False, "torch.compile the model.")
+    lora: bool = opt(False, "Train LoRA adapters (peft).")
+    lora_r: int = opt(8, "LoRA rank.", ge=1)
+    lora_alpha: int = opt(16, "LoRA alpha.", ge=1)
+    eval_every: int = opt(50, "Validate every N steps and at the end (0 = off).", ge=0)
+    save_every: int = opt(50, "Step checkpoint every N steps (0 = none).", ge=0)
+    keep_last: int = opt(2, "Step checkpoints kept.", ge=0)
+    patience: int = opt(0, "Early stopping after N evals without improvement (0 = off).", ge=0)
+    log_every: int = opt(10, "Log every N steps.", ge=0)
+    seed: int = opt(0, "Random seed.")
+    beta: float = opt(0.1, "KTO / DPO temperature.", gt=0)
+    desirable_weight: float | None = opt(None, "KTO (none: from the label ratio).", ge=0)
+    undesirable_weight: float | None = opt(None, "KTO (none: from the label ratio).", ge=0)
+    unlikelihood_alpha: float = opt(1.0, "Weight of the unlikelihood term.", ge=0)
+    max_pairs_per_group: int = opt(8, "DPO: pairs made within one group_id.", ge=1)
+    fsdp: bool = opt(False, "FSDP2 sharding under torchrun (with --nproc).")
+    packing: Literal["auto", "on", "off"] = opt(
+        "auto", "Padding-free packed rows (auto: on a GPU only)."
+    )
 
 
 @dataclass(frozen=True)
 class EvaluateConfig:
-    generate: bool = False
-    max_new_tokens: int = 48
-    do_sample: bool = False
-    temperature: float = 1.0
-    best_of: int = 1  # rerank n samples by the feedback head
-    batch_size: int = 16
-    batch_tokens: int = 16_384  # padded-token budget per scoring batch
-    max_length: int = 512  # longer rows are cut as in training (prompt start, then response end)
-    max_rows: int | None = None
-    calibration_bins: int = 10
-    device: str = "auto"
-    seed: int = 0
+    generate: bool = opt(False, "Generate answers to the test prompts.")
+    max_new_tokens: int = opt(48, "Longest generated answer.", ge=1)
+    do_sample: bool = opt(False, "Sample instead of greedy decoding.", aliases=("--sample",))
+    temperature: float = opt(1.0, "Sampling temperature.", gt=0)
+    best_of: int = opt(1, "Rerank N samples by the feedback head.", ge=1)
+    batch_size: int = opt(16, "Rows per scoring batch (upper bound).", ge=1)
+    batch_tokens: int = opt(16_384, "Padded-token budget per scoring batch.", ge=1)
+    max_length: int = opt(512, "Longer rows are cut as in training.", ge=1)
+    max_rows: int | None = opt(None, "Evaluate the first N rows only.", ge=1)
+    calibration_bins: int = opt(10, "Bins of the calibration table.", ge=1)
+    device: str = opt("auto", "auto|cpu|cuda[:N]")
+    seed: int = opt(0, "Seed of sampling.")
 
 
 # --- orchestration ---------------------------------------------------------------------------
@@ -163,22 +221,22 @@ class EvaluateConfig:
 
 @dataclass(frozen=True)
 class PipelineConfig:
-    from_stage: str | None = None
-    until_stage: str | None = None
-    force: bool = False
+    from_stage: str | None = opt(None, "First stage to run.", aliases=("--from",))
+    until_stage: str | None = opt(None, "Last stage to run.", aliases=("--until",))
+    force: bool = opt(False, "Rerun stages even when up to date.")
 
 
 @dataclass(frozen=True)
 class OnlineConfig:
-    interval: float = 300.0  # seconds between rounds
-    replay_ratio: float = 1.0  # replayed old rows per new row
-    min_new_rows: int = 1  # skip training when fewer new rows arrived
-    gate_tolerance: float = 0.02  # allowed relative regression of each gate metric
-    gate_metrics: list[str] = field(default_factory=lambda: ["nll_pos", "brier"])  # lower=better
-    gate_max_rows: int | None = 2_000  # rows of the frozen gate set that are scored
-    max_steps: int = 50  # training steps per round
-    keep_versions: int = 10  # newest versions kept on disk (current always kept; 0 = all)
-    seed: int = 0  # replay sampling
+    interval: float = opt(300.0, "Seconds between rounds.", ge=0)
+    replay_ratio: float = opt(1.0, "Replayed old rows per new row.", ge=0)
+    min_new_rows: int = opt(1, "Skip training when fewer new rows arrived.", ge=0)
+    gate_tolerance: float = opt(0.02, "Allowed relative regression of each gate metric.", ge=0)
+    gate_metrics: list[str] = opt(["nll_pos", "brier"], "Gate metrics (lower is better).")
+    gate_max_rows: int | None = opt(2_000, "Rows of the frozen gate set scored.", ge=1)
+    max_steps: int = opt(50, "Training steps per round.", ge=0)
+    keep_versions: int = opt(10, "Newest versions kept on disk (0 = all).", ge=0)
+    seed: int = opt(0, "Seed of replay sampling.")
 
 
 STAGE_CONFIGS: dict[str, type] = {
@@ -187,6 +245,8 @@ STAGE_CONFIGS: dict[str, type] = {
     "normalize": NormalizeConfig,
     "split": SplitConfig,
     "synth": SynthConfig,
+    "inspect": InspectConfig,
+    "export": ExportConfig,
     "init": InitConfig,
     "train": TrainConfig,
     "evaluate": EvaluateConfig,
@@ -205,94 +265,49 @@ def read_toml(path: Path, what: str = "file") -> dict[str, Any]:
         raise ConfigError(f"{path}: not valid TOML ({e})") from None
 
 
-def load_toml(path: str | Path | None) -> dict[str, Any]:
-    """Read a TOML config and check its tables against the known stages."""
-    if path is None:
+def load_toml(source: str | Path | Mapping[str, Any] | None) -> dict[str, Any]:
+    """The tables of a TOML config file (or of an already merged ``{table: {key: value}}``,
+    as the CLI passes after ``--set``), checked against the known stages and their keys."""
+    if source is None:
         return {}
-    path = Path(path)
-    data = read_toml(path, "config file")
+    where = "config" if isinstance(source, Mapping) else str(source)
+    data = dict(source) if isinstance(source, Mapping) else read_toml(Path(source), "config file")
     unknown = sorted(set(data) - set(STAGE_CONFIGS))
     if unknown:
         raise ConfigError(
-            f"{path}: unknown table(s) {', '.join(unknown)}; known: {', '.join(STAGE_CONFIGS)}"
+            f"{where}: unknown table(s) {', '.join(unknown)}; known: {', '.join(STAGE_CONFIGS)}"
         )
     for stage, table in data.items():
         if not isinstance(table, dict):
-            raise ConfigError(f"{path}: [{stage}] must be a table")
-        _check_keys(STAGE_CONFIGS[stage], table, f"{path} [{stage}]")
+            raise ConfigError(f"{where}: [{stage}] must be a table")
+        cls = STAGE_CONFIGS[stage]
+        bad = sorted(k for k in table if option(cls, k) is None)
+        if bad:
+            raise ConfigError(
+                f"{where} [{stage}]: unknown key(s) {', '.join(bad)}; known: {known_keys(cls)}"
+            )
     return data
 
 
-def _field_name(cls: type, key: str) -> str | None:
-    names = {f.name for f in dataclasses.fields(cls)}
-    for cand in (key, key.replace("-", "_"), key.replace("-", "_") + "_"):
-        if cand in names:
-            return cand
-    return None
+def table_of(cls: type) -> str:
+    """The TOML table of a config class (``TrainConfig`` -> ``train``)."""
+    return next((t for t, c in STAGE_CONFIGS.items() if c is cls), cls.__name__)
 
 
-def _check_keys(cls: type, table: dict[str, Any], where: str) -> None:
-    bad = [k for k in table if _field_name(cls, k) is None]
-    if bad:
-        known = ", ".join(f.name.rstrip("_") for f in dataclasses.fields(cls))
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(bad))}; known: {known}")
-
-
-def build(cls: type[C], table: dict[str, Any] | None = None, **overrides: Any) -> C:
-    """Make a ``cls`` from a TOML table plus overrides (``None`` overrides are ignored)."""
-    values: dict[str, Any] = {}
-    hints = typing.get_type_hints(cls)
-    for key, value in (table or {}).items():
-        name = _field_name(cls, key)
-        if name is None:
-            _check_keys(cls, {key: value}, cls.__name__)
-        values[name] = value
+def build(cls: type[C], table: Mapping[str, Any] | None = None, **overrides: Any) -> C:
+    """Make a checked ``cls`` from a TOML table plus overrides (``None`` overrides are ignored)."""
+    values = dict(table or {})
     for key, value in overrides.items():
         if value is not None:
-            values[_field_name(cls, key) or key] = value
-    for name, value in values.items():
-        values[name] = _coerce(value, hints[name], f"{cls.__name__}.{name.rstrip('_')}")
-    try:
-        return cls(**values)
-    except TypeError as e:
-        raise ConfigError(f"{cls.__name__}: {e}") from None
+            values = {k: v for k, v in values.items() if option(cls, k) is not option(cls, key)}
+            values[key] = value
+    return make(cls, values, f"[{table_of(cls)}]")
 
 
 def stage_config(stage: str, config_path: str | Path | None, **overrides: Any):
     """The config of ``stage`` from ``--config`` (its table) and command-line overrides."""
     data = load_toml(config_path)
     return build(STAGE_CONFIGS[stage], data.get(stage, {}), **overrides)
-
-
-def _coerce(value: Any, hint: Any, where: str) -> Any:
-    origin = typing.get_origin(hint)
-    args = typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        non_none = [a for a in args if a is not type(None)]
-        return _coerce(value, non_none[0], where)
-    if hint is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if hint is bool and isinstance(value, str) and value.lower() in ("true", "false", "1", "0"):
-        return value.lower() in ("true", "1")
-    if origin is tuple:
-        if not isinstance(value, list | tuple) or len(value) != len(args):
-            raise ConfigError(f"{where}: expected a list of {len(args)} values, got {value!r}")
-        return tuple(_coerce(v, a, where) for v, a in zip(value, args, strict=True))
-    if origin is list:
-        if not isinstance(value, list | tuple):
-            raise ConfigError(f"{where}: expected a list, got {value!r}")
-        return [_coerce(v, args[0], where) for v in value] if args else list(value)
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{where}: expected a table, got {value!r}")
-        return dict(value)
-    if isinstance(hint, type) and not isinstance(value, hint):
-        if hint is int and isinstance(value, float) and value.is_integer():
-            return int(value)
-        raise ConfigError(f"{where}: expected {hint.__name__}, got {value!r}")
-    return value
 
 
 def as_dict(cfg: Any) -> dict[str, Any]:
