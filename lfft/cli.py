@@ -80,6 +80,9 @@ def collect(
     implicit_rules: Annotated[
         Path | None, typer.Option(help="TOML file overriding the implicit-feedback rules.")
     ] = None,
+    memory_budget: Annotated[
+        float | None, typer.Option(help="MB of parsed records held in memory before spilling.")
+    ] = None,
     config: ConfigOpt = None,
     quiet: Quiet = False,
 ) -> None:
@@ -97,6 +100,7 @@ def collect(
         implicit=False if no_implicit else None,
         implicit_rules=str(implicit_rules) if implicit_rules else None,
         workers=workers,
+        memory_budget=memory_budget,
     )
     _show(run(inputs, out, cfg), quiet)
 

@@ -31,6 +31,7 @@ class CollectConfig:
     implicit_rules: str | None = None  # path to a TOML file overriding lfft/data/implicit rules
     partitions: int = 32  # hash partitions of events by session (bounded memory)
     workers: int = 1  # processes reading/joining; 0 = auto (one per core, inputs > 512 MB)
+    memory_budget: float = 512.0  # MB of parsed records held in memory before spilling to disk
     batch_rows: int = 16_384
     part_rows: int = 0  # rows per output part file; 0 = one file (a folder --out: 1M-row parts)
 

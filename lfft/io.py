@@ -76,6 +76,12 @@ class ClosingWriter:
     def abort(self, exc: BaseException | None = None) -> None:
         raise NotImplementedError
 
+    def _discard(self, exc: BaseException | None) -> None:
+        """Leave the ``atomic_path`` block (``self._cm``) with an error: the temporary goes."""
+        with contextlib.suppress(BaseException):
+            err = exc or RuntimeError("aborted")
+            self._cm.__exit__(type(err), err, err.__traceback__)
+
     def __enter__(self):
         return self
 
@@ -124,9 +130,35 @@ class ArtifactWriter(ClosingWriter):
     def abort(self, exc: BaseException | None = None) -> None:
         with contextlib.suppress(Exception):
             self._writer.close()
-        with contextlib.suppress(BaseException):
-            err = exc or RuntimeError("aborted")
-            self._cm.__exit__(type(err), err, err.__traceback__)
+        self._discard(exc)
+
+
+class JsonLinesWriter(ClosingWriter):
+    """Stream lines of JSON into a text file, atomically (the same protocol as the Parquet
+    writers: ``write`` / ``rows`` / ``meta`` / ``close`` / ``abort``; ``meta`` is not stored)."""
+
+    def __init__(self, path: str | os.PathLike, meta: Mapping[str, Any] | None = None):
+        self.path = Path(path)
+        self.meta = dict(meta or {})
+        self.rows = 0
+        self._cm = atomic_path(self.path)
+        self._tmp = self._cm.__enter__()
+        self._file = open(self._tmp, "w", encoding="utf-8")  # noqa: SIM115 (closed in close/abort)
+
+    def write(self, lines: list[str]) -> None:
+        """Write JSON texts, one a line (without their ``\\n``)."""
+        if lines:
+            self._file.write("\n".join(lines) + "\n")
+            self.rows += len(lines)
+
+    def close(self) -> None:
+        self._file.close()
+        self._cm.__exit__(None, None, None)
+
+    def abort(self, exc: BaseException | None = None) -> None:
+        with contextlib.suppress(Exception):
+            self._file.close()
+        self._discard(exc)
 
 
 def write_table(

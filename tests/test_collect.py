@@ -12,7 +12,6 @@ import pyarrow as pa
 import pytest
 
 from lfft.config import CollectConfig
-from lfft.data import collect as collect_mod
 from lfft.data.collect import collect, parse_column_map
 from lfft.errors import ConfigError, LfftError
 from lfft.io import ArtifactWriter, read_meta, read_table, rejects_path
@@ -383,13 +382,13 @@ def conversations(n: int) -> list[str]:
     return lines
 
 
-def test_spilled_partitions_and_worker_processes_give_the_same_output(tmp_path, monkeypatch):
+def test_spilled_partitions_and_worker_processes_give_the_same_output(tmp_path):
     src = write(tmp_path / "a.jsonl", conversations(30))
     src2 = write(tmp_path / "b.jsonl", conversations(60)[120:])
     base = CollectConfig(format="events", partitions=4, batch_rows=7)
-    collect([src, src2], tmp_path / "one.parquet", base)
-    monkeypatch.setattr(collect_mod, "DEFAULT_BUDGET", 500)  # spill to disk all the time
-    collect([src, src2], tmp_path / "spill.parquet", base)
+    assert "spilled to disk" not in collect([src, src2], tmp_path / "one.parquet", base).extra
+    tiny = CollectConfig(**{**vars(base), "memory_budget": 0.0005})  # 500 bytes: always spill
+    assert collect([src, src2], tmp_path / "spill.parquet", tiny).extra["spilled to disk"] > 0
     collect([src, src2], tmp_path / "two.parquet", CollectConfig(**{**vars(base), "workers": 2}))
     want = read_table(tmp_path / "one.parquet")
     assert want.num_rows == 60

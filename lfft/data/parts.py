@@ -17,7 +17,6 @@ leaves the previous output, never half of a new one. Rejects go to ``lfft.io.rej
 
 from __future__ import annotations
 
-import contextlib
 import os
 from pathlib import Path
 from typing import Any
@@ -88,9 +87,7 @@ class PartWriter(ClosingWriter):
     def abort(self, exc: BaseException | None = None) -> None:
         for writer in {id(w): w for w in (self._first, self._current)}.values():
             writer.abort(exc)
-        with contextlib.suppress(BaseException):
-            err = exc or RuntimeError("aborted")
-            self._cm.__exit__(type(err), err, err.__traceback__)
+        self._discard(exc)
 
     def _open_part(self) -> ArtifactWriter:
         name = f"part-{self.parts:05d}{PART_SUFFIX}"

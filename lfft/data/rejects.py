@@ -1,4 +1,12 @@
-"""The rejects sink every data stage writes: one row per input that was not kept, with a reason."""
+"""Reasons, in one shape: a reject row, and the sink every data stage writes them to.
+
+A reason is always a row of ``schemas.REJECTS``: the stage, the source (input file or
+artifact), where (``file:line`` or an ``interaction_id``), a snake_case ``reason`` code, a
+human ``detail`` and the offending input (``raw``, cut to :data:`RAW_LIMIT` characters). Pure
+batch functions build them in bulk (:func:`reject_table`), readers one at a time
+(:class:`lfft.data.records.Reject`); either way they are counted by reason with
+:func:`count_reasons`, so every summary counts them the same way.
+"""
 
 from __future__ import annotations
 
@@ -16,8 +24,69 @@ RAW_LIMIT = 2_000
 _FLUSH_ROWS = 8_192
 
 
-class RejectSink:
-    """Collect rejects, count them by reason and stream them to ``lfft.io.rejects_path(out)``
+def count_reasons(table: pa.Table | None) -> Counter[str]:
+    """Reject rows counted by reason (the one way every summary counts them)."""
+    if table is None or table.num_rows == 0:
+        return Counter()
+    return value_counts(table.column("reason"))
+
+
+def value_counts(column: pa.Array | pa.ChunkedArray) -> Counter:
+    """How often each value occurs in an Arrow column."""
+    vc = column.value_counts()
+    return Counter(
+        dict(zip(vc.field("values").to_pylist(), vc.field("counts").to_pylist(), strict=True))
+    )
+
+
+def reject_table(stage: str, source: str, locations, reasons, raws=None, details=None) -> pa.Table:
+    """Build a ``REJECTS`` table from parallel lists (for pure batch functions)."""
+    n = len(locations)
+    return pa.table(
+        {
+            "stage": [stage] * n,
+            "source": [source] * n,
+            "location": list(locations),
+            "reason": list(reasons),
+            "detail": list(details) if details is not None else [None] * n,
+            "raw": list(raws) if raws is not None else [None] * n,
+        },
+        schema=REJECTS,
+    )
+
+
+class RejectCounter:
+    """Count reject rows by reason without writing them (a stage with no rejects file)."""
+
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+
+    def add(
+        self,
+        source: str,
+        location: str,
+        reason: str,
+        raw: str | bytes | None = None,
+        detail: str | None = None,
+    ) -> None:
+        self.counts[reason] += 1
+
+    def add_table(self, table: pa.Table) -> None:
+        self.counts.update(count_reasons(table))
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    def __enter__(self) -> RejectCounter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        pass
+
+
+class RejectSink(RejectCounter):
+    """Count rejects by reason and stream them to ``lfft.io.rejects_path(out)``
     (``clean.parquet`` -> ``clean.rejects.parquet``, a folder ``clean/`` ->
     ``clean/rejects.parquet``).
 
@@ -28,9 +97,9 @@ class RejectSink:
     """
 
     def __init__(self, out: str | os.PathLike, stage: str, config: dict[str, Any] | None = None):
+        super().__init__()
         self.stage = stage
         self.path = rejects_path(out)
-        self.counts: Counter[str] = Counter()
         self._rows: dict[str, list] = {name: [] for name in REJECTS.names}
         out = Path(out)
         inside = self.path.parent == out  # a folder output, swapped in whole by its writer
@@ -62,20 +131,12 @@ class RejectSink:
         if table.num_rows:
             self.flush()
             self._writer.write(table)
-            for reason, n in zip(*_value_counts(table.column("reason")), strict=True):
-                self.counts[reason] += n
+            self.counts.update(count_reasons(table))
 
     def flush(self) -> None:
         if self._rows["stage"]:
             self._writer.write(pa.table(self._rows, schema=REJECTS))
             self._rows = {name: [] for name in REJECTS.names}
-
-    @property
-    def total(self) -> int:
-        return sum(self.counts.values())
-
-    def __enter__(self) -> RejectSink:
-        return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None:
@@ -87,24 +148,3 @@ class RejectSink:
                 os.replace(self._staged, self.path)
         else:
             self._writer.abort(exc)
-
-
-def _value_counts(column: pa.ChunkedArray) -> tuple[list[str], list[int]]:
-    vc = column.value_counts()
-    return vc.field("values").to_pylist(), vc.field("counts").to_pylist()
-
-
-def reject_table(stage: str, source: str, locations, reasons, raws=None, details=None) -> pa.Table:
-    """Build a ``REJECTS`` table from parallel lists (for pure batch functions)."""
-    n = len(locations)
-    return pa.table(
-        {
-            "stage": [stage] * n,
-            "source": [source] * n,
-            "location": list(locations),
-            "reason": list(reasons),
-            "detail": list(details) if details is not None else [None] * n,
-            "raw": list(raws) if raws is not None else [None] * n,
-        },
-        schema=REJECTS,
-    )
