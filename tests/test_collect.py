@@ -441,6 +441,35 @@ def test_other_formats_stream_into_the_same_output(tmp_path):
     check_accounting(result)
 
 
+def oasst(mid: str, role: str, text: str, *replies: dict, **kw) -> dict:
+    return {"message_id": mid, "role": role, "text": text, "replies": list(replies), **kw}
+
+
+def test_oasst_messages_deleted_by_moderators_are_counted_not_lost(tmp_path):
+    below = oasst("p2", "prompter", "And?", oasst("a3", "assistant", "More."))
+    kept_tree = oasst(
+        "p1",
+        "prompter",
+        "Q?",
+        oasst("a1", "assistant", "Fine answer.", rank=0),
+        oasst("a2", "assistant", "Removed text.", below, deleted=True, rank=1),
+    )
+    deleted_root = oasst("p9", "prompter", "Spam", oasst("a9", "assistant", "x"), deleted=True)
+    trees = [{"message_tree_id": t["message_id"], "prompt": t} for t in (kept_tree, deleted_root)]
+    rows, rejects, result, src = run(
+        tmp_path, [json.dumps(t) for t in trees], CollectConfig(format="oasst")
+    )
+
+    assert list(rows) == ["a1"]  # a2, and p2/a3 below it, are gone
+    assert [(r["reason"], r["location"]) for r in rejects] == [("no_assistant_reply", f"{src}:2")]
+    assert "deleted" in rejects[0]["detail"]
+    assert result.extra["left out of used records"] == {"deleted_message": 1}
+    assert result.extra["lines read"] == "2 = 1 used + 1 rejected"
+    meta = read_meta(tmp_path / "out" / "interactions.parquet")
+    assert meta["counts"]["skipped"] == {"deleted_message": 1}
+    check_accounting(result)
+
+
 def test_truncated_gzip_is_a_user_error_and_writes_nothing(tmp_path):
     src = write(tmp_path / "in" / "log.jsonl.gz", BASE * 200)
     src.write_bytes(src.read_bytes()[:-20])
