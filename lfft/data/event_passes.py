@@ -35,6 +35,7 @@ from lfft.data.runner import StageRun
 from lfft.report import ProgressBar
 
 _PARTITION_BYTES = 64 << 20  # aim for at most this much input per partition
+_MAX_PARTITIONS = 512  # each has a spill file open in pass 1
 # rows become Arrow columns in chunks this small, while their strings are still in the CPU cache
 # from the join (with 16k-row chunks that conversion took half as long again)
 _ARROW_ROWS = 1024
@@ -86,7 +87,7 @@ def collect_events(files: list[Path], cfg: CollectConfig, run: StageRun, counts:
     with _gc_paused():
         plan = _Plan(
             names=[str(f) for f in files],
-            n_parts=_n_partitions(files, cfg.partitions),
+            n_parts=_n_partitions(files, cfg.partitions, budget),
             tmp=str(run.tmp),
             implicit=cfg.implicit,
             implicit_rules=cfg.implicit_rules,
@@ -252,9 +253,13 @@ def _rules(path: str | None, stamp: int | None) -> Implicit:
     return load_rules(path)
 
 
-def _n_partitions(files: list[Path], minimum: int) -> int:
-    """Enough partitions that one holds about ``_PARTITION_BYTES`` of (uncompressed) input."""
-    return max(1, minimum, input_bytes(files) // _PARTITION_BYTES + 1)
+def _n_partitions(files: list[Path], minimum: int, budget: int) -> int:
+    """Enough partitions that one holds at most an eighth of the budget of (uncompressed)
+    input, and at most ``_PARTITION_BYTES`` (the eighth of the default budget): a partition's
+    records take about three times its input, and they are loaded while up to half the budget
+    of serialized records waits. At most ``_MAX_PARTITIONS`` (unless ``minimum`` asks more)."""
+    per = max(1, min(_PARTITION_BYTES, budget // 8))
+    return max(1, minimum, min(_MAX_PARTITIONS, input_bytes(files) // per + 1))
 
 
 def input_bytes(files: list[Path]) -> int:
