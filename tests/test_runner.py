@@ -39,6 +39,10 @@ def keep_small(table: pa.Table, cfg: ToyConfig, source: str) -> Batch:
     return Batch(kept, rejects, notes, Counter(seen=table.num_rows))
 
 
+def names(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
 def toy_input(path: Path, values: list[int]) -> Path:
     table = pa.table({"id": [f"r{i}" for i in range(len(values))], "n": values}, schema=SCHEMA)
     write_table(path, table, SCHEMA, make_metadata("toy"))
@@ -77,11 +81,7 @@ def test_counts_rejects_notes_and_metadata_add_up(tmp_path):
     assert read_meta(rejects_path(out))["counts"] == {"rows": 3, "too_big": 3}
     assert result.outputs == {"toy": out, "rejects": rejects_path(out)}
     assert result.seconds > 0
-    assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "in.parquet",
-        "out.parquet",
-        "out.rejects.parquet",
-    ]
+    assert names(tmp_path) == ["in.parquet", "out.parquet", "out.rejects.parquet"]
 
 
 def test_worker_processes_give_the_same_output(tmp_path):
@@ -135,11 +135,7 @@ def test_an_error_mid_run_keeps_the_previous_output_and_leaves_no_temporary_file
         for batch in run.map(failing, jobs):
             run.write(batch.rows)
     assert read_table(out).equals(before)
-    assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "in.parquet",
-        "out.parquet",
-        "out.rejects.parquet",
-    ]
+    assert names(tmp_path) == ["in.parquet", "out.parquet", "out.rejects.parquet"]
 
 
 def test_folder_output_holds_its_parts_and_rejects(tmp_path):
@@ -166,4 +162,4 @@ def test_plain_pairs_and_json_lines(tmp_path):
             run.write(batch.rows)
     assert out.read_text() == '"r0"\n"r2"\n'
     assert (run.result.rows_in, run.result.rows_out, run.result.rejects) == (3, 2, {"odd_row": 1})
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.parquet", "out.jsonl"]
+    assert names(tmp_path) == ["in.parquet", "out.jsonl"]

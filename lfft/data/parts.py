@@ -23,7 +23,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from lfft.io import ArtifactWriter, ClosingWriter, atomic_path
+from lfft.io import ArtifactWriter, ClosingWriter
 
 DEFAULT_PART_ROWS = 1_000_000  # rows per part when only the path asks for a folder
 PART_SUFFIX = ".parquet"
@@ -51,15 +51,10 @@ class PartWriter(ClosingWriter):
     def __init__(
         self, path: str | os.PathLike, schema: pa.Schema, meta: dict[str, Any], part_rows: int
     ):
-        self.path = Path(path)
         self.schema = schema
-        self.meta = dict(meta)
-        self.rows = 0
         self.part_rows = max(1, part_rows)
         self.parts = 0
-        self._cm = atomic_path(self.path)
-        self._tmp = self._cm.__enter__()
-        self._tmp.mkdir()
+        self._begin(path, meta).mkdir()
         # the first part stays open until the end, to carry the artifact's totals
         self._first = self._current = self._open_part()
 

@@ -69,10 +69,21 @@ class RejectCounter:
         raw: str | bytes | None = None,
         detail: str | None = None,
     ) -> None:
+        """One reject row (``raw``: the offending input, cut to :data:`RAW_LIMIT`)."""
         self.counts[reason] += 1
+        self._keep(source, location, reason, raw, detail)
 
     def add_table(self, table: pa.Table) -> None:
-        self.counts.update(count_reasons(table))
+        """Reject rows already shaped as ``REJECTS`` (from a pure batch function)."""
+        if table.num_rows:
+            self.counts.update(count_reasons(table))
+            self._keep_table(table)
+
+    def _keep(self, *row: Any) -> None:
+        """Store a reject row (a counter keeps none)."""
+
+    def _keep_table(self, table: pa.Table) -> None:
+        """Store a table of reject rows (a counter keeps none)."""
 
     @property
     def total(self) -> int:
@@ -107,14 +118,7 @@ class RejectSink(RejectCounter):
         target = self._staged or self.path
         self._writer = ArtifactWriter(target, REJECTS, make_metadata(stage, config))
 
-    def add(
-        self,
-        source: str,
-        location: str,
-        reason: str,
-        raw: str | bytes | None = None,
-        detail: str | None = None,
-    ) -> None:
+    def _keep(self, source: str, location: str, reason: str, raw: Any, detail: Any) -> None:
         if isinstance(raw, bytes):
             raw = raw.decode("utf-8", errors="replace")
         if raw is not None and len(raw) > RAW_LIMIT:
@@ -122,16 +126,12 @@ class RejectSink(RejectCounter):
         row = (self.stage, source, location, reason, detail, raw)
         for name, value in zip(REJECTS.names, row, strict=True):
             self._rows[name].append(value)
-        self.counts[reason] += 1
         if len(self._rows["stage"]) >= _FLUSH_ROWS:
             self.flush()
 
-    def add_table(self, table: pa.Table) -> None:
-        """Add rejects already shaped as ``REJECTS`` (from a pure batch function)."""
-        if table.num_rows:
-            self.flush()
-            self._writer.write(table)
-            self.counts.update(count_reasons(table))
+    def _keep_table(self, table: pa.Table) -> None:
+        self.flush()
+        self._writer.write(table)
 
     def flush(self) -> None:
         if self._rows["stage"]:
