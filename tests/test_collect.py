@@ -474,6 +474,29 @@ def test_oasst_messages_deleted_by_moderators_are_counted_not_lost(tmp_path):
     check_accounting(result)
 
 
+def test_memory_budget_must_be_positive(tmp_path):
+    src = write(tmp_path / "in" / "a.jsonl", BASE)
+    with pytest.raises(ConfigError, match="memory_budget must be > 0"):
+        collect([src], tmp_path / "out" / "i.parquet", CollectConfig(memory_budget=0))
+    assert not (tmp_path / "out").exists()
+
+
+def test_memory_budget_from_the_command_line_and_the_config_file(tmp_path):
+    from typer.testing import CliRunner
+
+    from lfft.cli import app
+
+    src = write(tmp_path / "in" / "a.jsonl", conversations(20))
+    toml = tmp_path / "lfft.toml"
+    toml.write_text("[collect]\nmemory_budget = 0.001\n")
+    for name, option in (("cli", ["--memory-budget", "0.001"]), ("toml", ["--config", str(toml)])):
+        out = tmp_path / f"{name}.parquet"
+        result = CliRunner().invoke(app, ["collect", str(src), "--out", str(out), *option])
+        assert result.exit_code == 0, result.output
+        assert "spilled to disk" in result.output
+        assert read_meta(out)["config"]["memory_budget"] == 0.001
+
+
 def test_truncated_gzip_is_a_user_error_and_writes_nothing(tmp_path):
     src = write(tmp_path / "in" / "log.jsonl.gz", BASE * 200)
     src.write_bytes(src.read_bytes()[:-20])
