@@ -161,8 +161,7 @@ def _collect_format(path: Path, fmt: str, cfg, run: StageRun, counts: Counts) ->
         counts.lines += 1
         if isinstance(item, Parsed):
             counts.used += 1
-            for note in item.skipped:
-                run.notes[note.reason] += 1
+            run.notes.update(note.reason for note in item.skipped)
             for row in item.rows:
                 counts.feedback += len(row["feedback"])
                 table = add(row)

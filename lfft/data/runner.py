@@ -17,8 +17,9 @@ that does what every stage shares:
   counted by reason (:func:`lfft.data.rejects.count_reasons`), the same in every stage.
 
 Reasons have one shape: a reject row (``schemas.REJECTS``). What a stage notes about an input
-it keeps (normalize's ignored feedback events) is a reject row too, a *note*: counted by reason
-(:attr:`StageRun.notes`), not written, since ``rows_in == rows_out + rejected`` counts inputs.
+it keeps (normalize's ignored feedback events, collect's OpenAssistant messages deleted by
+moderators) is a reject row too, a *note*: counted by reason (:attr:`StageRun.notes`), not
+written, since ``rows_in == rows_out + rejected`` counts inputs.
 """
 
 from __future__ import annotations
