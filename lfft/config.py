@@ -67,6 +67,9 @@ class CollectConfig:
     implicit_rules: str | None = opt(None, "TOML file overriding the implicit-feedback rules.")
     partitions: int = opt(32, "Hash partitions of events by session (bounded memory).", ge=1)
     workers: int = opt(1, WORKERS.format("inputs over 512 MB"), ge=0)
+    memory_budget: float = opt(
+        512.0, "MB of parsed records held in memory before spilling to disk.", gt=0
+    )
     batch_rows: int = opt(16_384, BATCH_ROWS, ge=1)
     part_rows: int = opt(0, PART_ROWS, ge=0)
 

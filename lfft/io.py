@@ -68,13 +68,37 @@ def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
 
 
 class ClosingWriter:
-    """Context-manager protocol of the writers: ``close()`` on success, ``abort(exc)`` on error."""
+    """Context-manager protocol of the writers: ``close()`` on success, ``abort(exc)`` on error.
+
+    A writer has a ``path``, a ``meta`` block, the ``rows`` written so far, and writes to a
+    temporary beside ``path`` (:meth:`_begin`) that replaces it when the writer closes.
+    """
+
+    def _begin(self, path: str | os.PathLike, meta: Mapping[str, Any] | None) -> Path:
+        """Start writing ``path`` atomically; returns the temporary path to write to."""
+        self.path = Path(path)
+        self.meta = dict(meta or {})
+        self.rows = 0
+        self._cm = atomic_path(self.path)
+        self._tmp = self._cm.__enter__()
+        return self._tmp
 
     def close(self) -> None:
-        raise NotImplementedError
+        """Finish the temporary (``self._out``, a file or writer) and move it onto ``path``."""
+        self._out.close()
+        self._cm.__exit__(None, None, None)
 
     def abort(self, exc: BaseException | None = None) -> None:
-        raise NotImplementedError
+        """Drop the temporary; ``path`` stays as it was."""
+        with contextlib.suppress(Exception):
+            self._out.close()
+        self._discard(exc)
+
+    def _discard(self, exc: BaseException | None) -> None:
+        """Leave the ``atomic_path`` block (``self._cm``) with an error: the temporary goes."""
+        with contextlib.suppress(BaseException):
+            err = exc or RuntimeError("aborted")
+            self._cm.__exit__(type(err), err, err.__traceback__)
 
     def __enter__(self):
         return self
@@ -97,19 +121,15 @@ class ArtifactWriter(ClosingWriter):
     """
 
     def __init__(self, path: str | os.PathLike, schema: pa.Schema, meta: Mapping[str, Any]):
-        self.path = Path(path)
         self.schema = schema
-        self.meta = dict(meta)
-        self.rows = 0
-        self._cm = atomic_path(self.path)
-        self._tmp = self._cm.__enter__()
-        self._writer = pq.ParquetWriter(self._tmp, schema, compression="zstd")
+        tmp = self._begin(path, meta)
+        self._out = pq.ParquetWriter(tmp, schema, compression="zstd")
 
     def write(self, data: pa.Table | pa.RecordBatch) -> None:
         if data.num_rows == 0:
             return
         table = conform(data, self.schema)
-        self._writer.write_table(table)
+        self._out.write_table(table)
         self.rows += table.num_rows
 
     def close(self) -> None:
@@ -117,16 +137,23 @@ class ArtifactWriter(ClosingWriter):
         self.meta["fingerprint"] = _hash_json(
             {k: self.meta.get(k) for k in ("stage", "config", "inputs", "counts")}
         )
-        self._writer.add_key_value_metadata(encode_metadata(self.meta))
-        self._writer.close()
-        self._cm.__exit__(None, None, None)
+        self._out.add_key_value_metadata(encode_metadata(self.meta))
+        super().close()
 
-    def abort(self, exc: BaseException | None = None) -> None:
-        with contextlib.suppress(Exception):
-            self._writer.close()
-        with contextlib.suppress(BaseException):
-            err = exc or RuntimeError("aborted")
-            self._cm.__exit__(type(err), err, err.__traceback__)
+
+class JsonLinesWriter(ClosingWriter):
+    """Stream lines of JSON into a text file, atomically (the same protocol as the Parquet
+    writers: ``write`` / ``rows`` / ``meta`` / ``close`` / ``abort``; ``meta`` is not stored)."""
+
+    def __init__(self, path: str | os.PathLike, meta: Mapping[str, Any] | None = None):
+        tmp = self._begin(path, meta)
+        self._out = open(tmp, "w", encoding="utf-8")  # noqa: SIM115 (closed in close/abort)
+
+    def write(self, lines: list[str]) -> None:
+        """Write JSON texts, one a line (without their ``\\n``)."""
+        if lines:
+            self._out.write("\n".join(lines) + "\n")
+            self.rows += len(lines)
 
 
 def write_table(

@@ -1,7 +1,9 @@
-"""What a stage returns, and its short rich summary (rows in/out, rejects by reason, time)."""
+"""What a stage returns, its short rich summary (rows in/out, rejects by reason, time), and a
+progress bar for long stages."""
 
 from __future__ import annotations
 
+import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,3 +69,36 @@ def _fmt(value: Any) -> str:
     if isinstance(value, dict):
         return ", ".join(f"{k}={_fmt(v)}" for k, v in value.items())
     return str(value)
+
+
+class ProgressBar:
+    """A transient progress bar on stderr, one line per task (``totals``: task name -> amount
+    of work, e.g. bytes to read); nothing when stderr is not a terminal."""
+
+    def __init__(self, stage: str, **totals: int):
+        self.bar = None
+        if not sys.stderr.isatty():
+            return
+        from rich.console import Console
+        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.bar = Progress(
+            TextColumn(f"{stage}: {{task.description}}"),
+            BarColumn(),
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+            transient=True,
+        )
+        self.tasks = {name: self.bar.add_task(name, total=n) for name, n in totals.items()}
+        self.bar.start()
+
+    def advance(self, task: str, n: int) -> None:
+        if self.bar is not None:
+            self.bar.advance(self.tasks[task], n)
+
+    def __enter__(self) -> ProgressBar:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.stop()

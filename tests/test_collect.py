@@ -12,7 +12,6 @@ import pyarrow as pa
 import pytest
 
 from lfft.config import CollectConfig
-from lfft.data import collect as collect_mod
 from lfft.data.collect import collect, parse_column_map
 from lfft.errors import ConfigError, LfftError
 from lfft.io import ArtifactWriter, read_meta, read_table, rejects_path
@@ -383,21 +382,25 @@ def conversations(n: int) -> list[str]:
     return lines
 
 
-def test_spilled_partitions_and_worker_processes_give_the_same_output(tmp_path, monkeypatch):
+def test_spilled_partitions_and_worker_processes_give_the_same_output(tmp_path):
     src = write(tmp_path / "a.jsonl", conversations(30))
     src2 = write(tmp_path / "b.jsonl", conversations(60)[120:])
     base = CollectConfig(format="events", partitions=4, batch_rows=7)
-    collect([src, src2], tmp_path / "one.parquet", base)
-    monkeypatch.setattr(collect_mod, "DEFAULT_BUDGET", 500)  # spill to disk all the time
-    collect([src, src2], tmp_path / "spill.parquet", base)
+    assert "spilled to disk" not in collect([src, src2], tmp_path / "one.parquet", base).extra
+    tiny = CollectConfig(**{**vars(base), "memory_budget": 0.0005})  # 500 bytes: always spill
+    assert collect([src, src2], tmp_path / "spill.parquet", tiny).extra["spilled to disk"] > 0
     collect([src, src2], tmp_path / "two.parquet", CollectConfig(**{**vars(base), "workers": 2}))
     want = read_table(tmp_path / "one.parquet")
+    want_rejects = read_table(rejects_path(tmp_path / "one.parquet"))
     assert want.num_rows == 60
-    for name in ("spill", "two"):
-        assert read_table(tmp_path / f"{name}.parquet").equals(want)
-        assert read_table(rejects_path(tmp_path / f"{name}.parquet")).equals(
-            read_table(rejects_path(tmp_path / "one.parquet"))
-        )
+    two = tmp_path / "two.parquet"
+    assert read_table(two).equals(want)  # the same rows in the same order
+    assert read_table(rejects_path(two)).equals(want_rejects)
+    # a smaller budget makes smaller partitions: the same rows, in another order
+    spill = tmp_path / "spill.parquet"
+    assert read_table(spill).sort_by("interaction_id").equals(want.sort_by("interaction_id"))
+    by = [("location", "ascending"), ("reason", "ascending")]
+    assert read_table(rejects_path(spill)).sort_by(by).equals(want_rejects.sort_by(by))
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "a.jsonl", "b.jsonl", "one.parquet", "one.rejects.parquet", "spill.parquet",
         "spill.rejects.parquet", "two.parquet", "two.rejects.parquet",
@@ -440,6 +443,58 @@ def test_other_formats_stream_into_the_same_output(tmp_path):
     assert result.extra["formats"] == {"events": 1, "trl": 1}
     assert result.rows_in == 5 and result.rejects == {}
     check_accounting(result)
+
+
+def oasst(mid: str, role: str, text: str, *replies: dict, **kw) -> dict:
+    return {"message_id": mid, "role": role, "text": text, "replies": list(replies), **kw}
+
+
+def test_oasst_messages_deleted_by_moderators_are_counted_not_lost(tmp_path):
+    below = oasst("p2", "prompter", "And?", oasst("a3", "assistant", "More."))
+    kept_tree = oasst(
+        "p1",
+        "prompter",
+        "Q?",
+        oasst("a1", "assistant", "Fine answer.", rank=0),
+        oasst("a2", "assistant", "Removed text.", below, deleted=True, rank=1),
+    )
+    deleted_root = oasst("p9", "prompter", "Spam", oasst("a9", "assistant", "x"), deleted=True)
+    trees = [{"message_tree_id": t["message_id"], "prompt": t} for t in (kept_tree, deleted_root)]
+    rows, rejects, result, src = run(
+        tmp_path, [json.dumps(t) for t in trees], CollectConfig(format="oasst")
+    )
+
+    assert list(rows) == ["a1"]  # a2, and p2/a3 below it, are gone
+    assert [(r["reason"], r["location"]) for r in rejects] == [("no_assistant_reply", f"{src}:2")]
+    assert "deleted" in rejects[0]["detail"]
+    assert result.extra["left out of used records"] == {"deleted_message": 1}
+    assert result.extra["lines read"] == "2 = 1 used + 1 rejected"
+    meta = read_meta(tmp_path / "out" / "interactions.parquet")
+    assert meta["counts"]["skipped"] == {"deleted_message": 1}
+    check_accounting(result)
+
+
+def test_memory_budget_must_be_positive(tmp_path):
+    src = write(tmp_path / "in" / "a.jsonl", BASE)
+    with pytest.raises(ConfigError, match="memory_budget must be > 0"):
+        collect([src], tmp_path / "out" / "i.parquet", CollectConfig(memory_budget=0))
+    assert not (tmp_path / "out").exists()
+
+
+def test_memory_budget_from_the_command_line_and_the_config_file(tmp_path):
+    from typer.testing import CliRunner
+
+    from lfft.cli import app
+
+    src = write(tmp_path / "in" / "a.jsonl", conversations(20))
+    toml = tmp_path / "lfft.toml"
+    toml.write_text("[collect]\nmemory_budget = 0.001\n")
+    for name, option in (("cli", ["--memory-budget", "0.001"]), ("toml", ["--config", str(toml)])):
+        out = tmp_path / f"{name}.parquet"
+        result = CliRunner().invoke(app, ["collect", str(src), "--out", str(out), *option])
+        assert result.exit_code == 0, result.output
+        assert "spilled to disk" in result.output
+        assert read_meta(out)["config"]["memory_budget"] == 0.001
 
 
 def test_truncated_gzip_is_a_user_error_and_writes_nothing(tmp_path):

@@ -10,6 +10,7 @@ import pytest
 from lfft.config import NormalizeConfig
 from lfft.data.normalize import normalize, normalize_table
 from lfft.data.records import feedback_event, interaction, to_table
+from lfft.data.rejects import count_reasons
 from lfft.errors import ConfigError
 from lfft.io import read_meta, read_table, rejects_path, write_table
 from lfft.schemas import CLEAN, FEEDBACK, make_metadata
@@ -36,9 +37,9 @@ def fb(kind: str, **kw):
 
 
 def norm(rows, cfg: NormalizeConfig | None = None):
-    table, ignored = normalize_table(to_table(rows), cfg or NormalizeConfig())
+    table, notes = normalize_table(to_table(rows), cfg or NormalizeConfig())
     out = {r["interaction_id"]: {c: r[c] for c in COLUMNS} for r in table.to_pylist()}
-    return out, ignored
+    return out, count_reasons(notes)  # ignored events by reason
 
 
 def one(*events, cfg: NormalizeConfig | None = None, **kw):

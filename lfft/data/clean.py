@@ -20,11 +20,8 @@ Usage: ``lfft clean interactions.parquet --out clean.parquet``
 from __future__ import annotations
 
 import json
-import tempfile
-import time
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,17 +29,16 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from lfft.config import CleanConfig, as_dict
-from lfft.data.parts import open_output
+from lfft.config import CleanConfig
 from lfft.data.pii import check_kinds, scrub_array
-from lfft.data.pool import ordered_map, resolve_workers
-from lfft.data.rejects import RAW_LIMIT, RejectSink, reject_table
+from lfft.data.pool import resolve_workers
+from lfft.data.rejects import RAW_LIMIT, reject_table
+from lfft.data.runner import Batch, Output, StageRun, check_input
 from lfft.data.spill import HashPartitions, Spill, hash64
 from lfft.data.text import context_strings, fix_array, join_columns, map_list_field, remap_span
-from lfft.errors import NoUsableRows
-from lfft.io import count_rows, fingerprints, iter_batches, read_schema, rejects_path
+from lfft.io import count_rows, iter_batches
 from lfft.report import StageResult
-from lfft.schemas import CLEAN, INTERACTIONS, make_metadata, validate
+from lfft.schemas import CLEAN, INTERACTIONS
 
 STAGE = "clean"
 KEY = "_key"  # uint64 hash of the duplicate key (computed before PII scrubbing)
@@ -51,16 +47,7 @@ WORK = pa.schema(list(CLEAN) + [pa.field(KEY, pa.uint64()), pa.field(ROW, pa.int
 REASONS = ("empty_response", "empty_prompt", "too_many_turns", "too_long", "duplicate_merged")
 DUPLICATE_ROWS_PER_PARTITION = 50_000
 PARALLEL_ROWS = 200_000  # auto workers: smaller inputs are cleaned in one process
-
-
-@dataclass
-class Prepared:
-    """One cleaned batch: kept rows (``WORK`` schema), rejects and what was changed."""
-
-    kept: pa.Table
-    rejects: pa.Table
-    pii: Counter = field(default_factory=Counter)
-    texts_fixed: int = 0
+PII = "pii_"  # tallies of personal data found, by kind: pii_email, ...
 
 
 def clean_table(
@@ -68,26 +55,29 @@ def clean_table(
 ) -> tuple[pa.Table, pa.Table]:
     """Clean an in-memory ``interactions`` table: returns ``(clean rows, rejects)``.
 
-    The pure core of the stage (the runner does the same in bounded memory). PII counts and the
-    number of fixed texts are added to ``counts`` when given.
+    The whole stage on one table (the stage does the same in bounded memory). PII counts
+    (``pii_<kind>``) and the number of fixed texts are added to ``counts`` when given.
     """
     prep = prepare_table(table, cfg)
-    dup = duplicated_keys([prep.kept.column(KEY).to_numpy()])
-    is_dup = np.isin(prep.kept.column(KEY).to_numpy(), dup)
-    merged, pairs = merge_duplicates(prep.kept.filter(pa.array(is_dup)), cfg)
+    dup = duplicated_keys([prep.rows.column(KEY).to_numpy()])
+    is_dup = np.isin(prep.rows.column(KEY).to_numpy(), dup)
+    merged, pairs = merge_duplicates(prep.rows.filter(pa.array(is_dup)), cfg)
     survivors = Survivors(pairs)
-    kept = pa.concat_tables([prep.kept.filter(pa.array(~is_dup)), merged]).sort_by(ROW)
+    kept = pa.concat_tables([prep.rows.filter(pa.array(~is_dup)), merged]).sort_by(ROW)
     rejects = pa.concat_tables([prep.rejects, _merge_rejects(pairs, "")])
     if counts is not None:
-        counts.update({f"pii_{k}": n for k, n in prep.pii.items()})
-        counts["texts_fixed"] += prep.texts_fixed
+        counts.update(prep.tallies)
     return survivors.finish(kept).cast(CLEAN), rejects
 
 
 def prepare_table(
     table: pa.Table | pa.RecordBatch, cfg: CleanConfig, source: str = "", first_row: int = 0
-) -> Prepared:
-    """Fix text, filter, key and scrub one batch (no cross-batch work: duplicates stay)."""
+) -> Batch:
+    """The core of pass 1: fix text, filter, key and scrub one batch (duplicates stay).
+
+    Returns the kept rows (``WORK`` schema), the rejects and, as tallies, the personal data
+    found by kind (``pii_<kind>``) and the number of texts fixed (``texts_fixed``).
+    """
     if isinstance(table, pa.RecordBatch):
         table = pa.Table.from_batches([table])
     table = table.select(CLEAN.names).cast(CLEAN).combine_chunks()
@@ -111,11 +101,13 @@ def prepare_table(
     table, original = table.filter(keep), original.filter(keep)
 
     table = table.append_column(KEY, pa.array(hash64(_dup_key(table, cfg).to_pylist())))
-    pii: Counter = Counter()
+    tallies: Counter = Counter()
     if cfg.scrub_pii:
         table, pii = _scrub(table, check_kinds(cfg.pii_kinds))
+        tallies.update({f"{PII}{kind}": n for kind, n in pii.items()})
+    tallies["texts_fixed"] += texts_fixed
     table = _remap_spans(original, table)
-    return Prepared(table.select(WORK.names), rejects, pii, texts_fixed)
+    return Batch(table.select(WORK.names), rejects, tallies=tallies)
 
 
 def duplicated_keys(keys: list[np.ndarray]) -> np.ndarray:
@@ -162,67 +154,36 @@ def merge_duplicates(table: pa.Table, cfg: CleanConfig) -> tuple[pa.Table, list[
 
 def clean(input: Path, out: Path, cfg: CleanConfig) -> StageResult:
     """Run the clean stage on an ``interactions`` artifact (file or folder)."""
-    start = time.perf_counter()
     input, out = Path(input), Path(out)
-    validate(read_schema(input), INTERACTIONS, f"{input} is not an interactions artifact")
+    check_input(input, INTERACTIONS, "an interactions artifact")
     check_kinds(cfg.pii_kinds)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    config = as_dict(cfg)
-    meta = make_metadata(STAGE, config, fingerprints([input]))
-    result = StageResult(STAGE, outputs={"clean": out, "rejects": rejects_path(out)})
-    pii: Counter = Counter()
-    texts_fixed = 0
-    with (
-        tempfile.TemporaryDirectory(prefix=f".{out.name}.", dir=out.parent) as tmp,
-        RejectSink(out, STAGE, config) as sink,
-    ):
-        stage1 = Spill(Path(tmp) / "stage1.parquet", WORK)
+    outputs = {"clean": Output(out, CLEAN, cfg.part_rows)}
+    with StageRun(STAGE, cfg, [input], outputs, rejects=out) as run:
+        stage1 = Spill(run.tmp / "stage1.parquet", WORK)
         keys = []
         workers = resolve_workers(cfg.workers, count_rows(input), PARALLEL_ROWS)
-        for rows, prep in ordered_map(_prepare, _numbered_batches(input, cfg), workers):
-            result.rows_in += rows
-            sink.add_table(prep.rejects)
-            stage1.write(prep.kept)
-            keys.append(prep.kept.column(KEY).to_numpy())
-            pii.update(prep.pii)
-            texts_fixed += prep.texts_fixed
+        for batch in run.map(prepare_table, _numbered_batches(input, cfg), workers):
+            stage1.write(batch.rows)
+            keys.append(batch.rows.column(KEY).to_numpy())
         dup = duplicated_keys(keys)
         dup_rows = int(sum(np.isin(k, dup).sum() for k in keys)) if dup.size else 0
         del keys
 
-        writer = open_output(out, CLEAN, meta, cfg.part_rows)
-        try:
-            survivors, merged = _merge_spilled(
-                stage1, dup, dup_rows, Path(tmp), cfg, sink, str(input)
-            )
-            for batch in stage1.batches(cfg.batch_rows):
-                table = pa.Table.from_batches([batch])
-                if dup.size:
-                    table = table.filter(pa.array(~np.isin(batch.column(KEY).to_numpy(), dup)))
-                writer.write(survivors.finish(table))
-            for batch in merged.batches(cfg.batch_rows) if merged else ():
-                writer.write(survivors.finish(pa.Table.from_batches([batch])))
-        except BaseException as e:
-            writer.abort(e)
-            raise
-        result.rows_out = writer.rows
-        result.rejects = Counter(sink.counts)
-        result.extra = {"pii": dict(sorted(pii.items())), "texts_fixed": texts_fixed}
-        if result.rows_out == 0:
-            writer.abort()  # the rejects file still says why
-        else:
-            counts = {"rows": writer.rows, "rows_in": result.rows_in, "rejects": dict(sink.counts)}
-            writer.meta.update(counts=counts, pii=dict(pii), texts_fixed=texts_fixed)
-            writer.close()
-    if result.rows_in == 0:
-        raise NoUsableRows(f"{input}: no rows to clean (the artifact is empty)")
-    if result.rows_out == 0:
-        raise NoUsableRows(
-            f"{input}: no usable rows: all {result.rows_in:,} rejected "
-            f"({_reasons_text(result.rejects)}); see {rejects_path(out)}"
-        )
-    result.seconds = time.perf_counter() - start
-    return result
+        survivors, merged = _merge_spilled(stage1, dup, dup_rows, run, cfg, str(input))
+        for batch in stage1.batches(cfg.batch_rows):
+            table = pa.Table.from_batches([batch])
+            if dup.size:
+                table = table.filter(pa.array(~np.isin(batch.column(KEY).to_numpy(), dup)))
+            run.write(survivors.finish(table))
+        for batch in merged.batches(cfg.batch_rows) if merged else ():
+            run.write(survivors.finish(pa.Table.from_batches([batch])))
+        pii = {k[len(PII) :]: n for k, n in run.tallies.items() if k.startswith(PII)}
+        fixed = run.tallies["texts_fixed"]
+        counts = {"rows": run.writer().rows, "rows_in": run.result.rows_in}
+        run.meta.update(counts={**counts, "rejects": dict(run.sink.counts)}, pii=pii)
+        run.meta["texts_fixed"] = fixed
+        run.result.extra = {"pii": dict(sorted(pii.items())), "texts_fixed": fixed}
+    return run.result
 
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -236,35 +197,29 @@ def _numbered_batches(input: Path, cfg: CleanConfig) -> Iterator[tuple]:
         first += batch.num_rows
 
 
-def _prepare(args: tuple) -> tuple[int, Prepared]:
-    """Worker: one batch prepared, with its number of input rows."""
-    return args[0].num_rows, prepare_table(*args)
-
-
 def _merge_spilled(
     stage1: Spill,
     dup: np.ndarray,
     dup_rows: int,
-    tmp: Path,
+    run: StageRun,
     cfg: CleanConfig,
-    sink: RejectSink,
     source: str,
 ) -> tuple[Survivors, Spill | None]:
     """Merge the duplicated rows of ``stage1``, partition by partition (bounded memory)."""
     if dup.size == 0:
         return Survivors(), None
     n = HashPartitions.count_for(dup_rows, DUPLICATE_ROWS_PER_PARTITION)
-    parts = HashPartitions(tmp, WORK, n, KEY, "dup")
+    parts = HashPartitions(run.tmp, WORK, n, KEY, "dup")
     for batch in stage1.batches(cfg.batch_rows):
         is_dup = np.isin(batch.column(KEY).to_numpy(), dup)
         if is_dup.any():
             parts.write(pa.Table.from_batches([batch]).filter(pa.array(is_dup)))
-    merged = Spill(tmp / "merged.parquet", WORK)
+    merged = Spill(run.tmp / "merged.parquet", WORK)
     pairs = []
     for table in parts.tables():
         rows, merged_pairs = merge_duplicates(table, cfg)
         merged.write(rows)
-        sink.add_table(_merge_rejects(merged_pairs, source))
+        run.take(Batch(rows, _merge_rejects(merged_pairs, source)))
         pairs.extend(merged_pairs)
     return Survivors(pairs), merged
 
@@ -416,7 +371,3 @@ def _set(table: pa.Table, name: str, column: pa.Array | pa.ChunkedArray) -> pa.T
 
 def _np(arr: pa.Array | pa.ChunkedArray) -> np.ndarray:
     return np.asarray(pc.fill_null(arr, 0).to_numpy(zero_copy_only=False))
-
-
-def _reasons_text(counts: Counter) -> str:
-    return ", ".join(f"{reason}: {n:,}" for reason, n in counts.most_common()) or "none"

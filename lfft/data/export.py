@@ -18,17 +18,15 @@ reads them as they are):
   reads it back unchanged (format ``lfft``).
 
 Rows that a format cannot use are counted by reason (``negative``, ``no_label``, ``no_score``,
-``no_pair``); nothing else is written. The output is written atomically.
+``no_pair``), as reject rows that are not written: export has no rejects file. The output is
+written atomically (:mod:`lfft.data.runner`).
 """
 
 from __future__ import annotations
 
 import json
 import math
-import tempfile
-import time
 import zlib
-from collections import Counter
 from collections.abc import Iterator
 from datetime import date, datetime
 from pathlib import Path
@@ -38,18 +36,21 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from lfft.data.rejects import reject_table
+from lfft.data.runner import Batch, Output, StageRun, check_input
 from lfft.errors import LfftError
-from lfft.io import atomic_path, count_rows, iter_batches, read_schema, read_table
+from lfft.io import count_rows, iter_batches, read_table
 from lfft.report import StageResult
-from lfft.schemas import FEEDBACK, validate
+from lfft.schemas import FEEDBACK
 
+STAGE = "export"
 FORMATS = ("trl-sft", "trl-kto", "trl-dpo", "jsonl")
 PART_ROWS = 200_000  # trl-dpo groups rows in hash partitions of about this many rows
-_PROMPT_COLS = ["context", "prompt"]
+_PROMPT_COLS = ["interaction_id", "context", "prompt"]
 _NEEDS = {
     "trl-sft": [*_PROMPT_COLS, "response", "target", "label"],
     "trl-kto": [*_PROMPT_COLS, "response", "label"],
-    "trl-dpo": ["group_id", "interaction_id", *_PROMPT_COLS, "response", "target", "score"],
+    "trl-dpo": ["group_id", *_PROMPT_COLS, "response", "target", "score"],
 }
 
 
@@ -57,34 +58,23 @@ def export(artifact: Path, fmt: str, out: Path) -> StageResult:
     """Write ``artifact`` (FEEDBACK or SPLIT schema; any lfft artifact for ``jsonl``) as ``fmt``."""
     if fmt not in FORMATS:
         raise LfftError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    start = time.perf_counter()
     artifact, out = Path(artifact), Path(out)
-    if fmt != "jsonl":
-        needed = pa.schema([FEEDBACK.field(name) for name in _NEEDS[fmt]])
-        validate(read_schema(artifact), needed, f"{artifact} (export {fmt} needs a feedback file)")
-    skipped: Counter[str] = Counter()
-    rows_in = count_rows(artifact)
-    written = 0
-    with atomic_path(out) as tmp, open(tmp, "w", encoding="utf-8") as f:
+    columns = _NEEDS.get(fmt)
+    if columns is not None:
+        needed = pa.schema([FEEDBACK.field(name) for name in columns])
+        check_input(artifact, needed, f"a feedback file (export {fmt} needs one)")
+    outputs = {"out": Output(out)}  # JSON Lines; rows a format cannot use are counted only
+    with StageRun(STAGE, None, [artifact], outputs, rejects=None, required=False) as run:
         if fmt == "trl-dpo":
-            records = dpo_records(artifact, out.parent, skipped)
+            tables = _grouped(artifact, columns, run.tmp)
         else:
-            records = _ROW_WRITERS[fmt](artifact, skipped)
-        for record in records:
-            f.write(json.dumps(record, ensure_ascii=False, default=_json_default) + "\n")
-            written += 1
-    extra = {"format": fmt}
-    if fmt == "trl-dpo":
-        extra["rows paired"] = rows_in - sum(skipped.values())
-    return StageResult(
-        stage="export",
-        rows_in=rows_in,
-        rows_out=written,
-        rejects=skipped,
-        seconds=time.perf_counter() - start,
-        outputs={"out": out},
-        extra=extra,
-    )
+            tables = (pa.Table.from_batches([b]) for b in iter_batches(artifact, columns))
+        for batch in run.map(_CORES[fmt], ((table, str(artifact)) for table in tables)):
+            run.write(batch.rows)
+        run.result.extra = {"format": fmt}
+        if fmt == "trl-dpo":
+            run.result.extra["rows paired"] = run.result.rows_in - run.sink.total
+    return run.result
 
 
 def prompt_messages(context: list[dict[str, str]] | None, prompt: str) -> list[dict[str, str]]:
@@ -97,44 +87,62 @@ def assistant(text: str) -> list[dict[str, str]]:
     return [{"role": "assistant", "content": text}]
 
 
-def sft_records(artifact: Path, skipped: Counter) -> Iterator[dict[str, Any]]:
-    for row in _rows(artifact, _NEEDS["trl-sft"]):
+def sft_batch(table: pa.Table, source: str = "") -> Batch:
+    """The core of ``trl-sft``: a ``messages`` record per row not labelled bad (or corrected)."""
+    lines, skipped = [], []
+    for row in table.to_pylist():
         if row["label"] == 0 and row["target"] == row["response"]:
-            skipped["negative"] += 1
+            skipped.append(row["interaction_id"])
             continue
         msgs = prompt_messages(row["context"], row["prompt"]) + assistant(row["target"])
-        yield {"messages": msgs}
+        lines.append(_json({"messages": msgs}))
+    return Batch(lines, _skipped(source, skipped, "negative", "labelled bad, no correction"))
 
 
-def kto_records(artifact: Path, skipped: Counter) -> Iterator[dict[str, Any]]:
-    for row in _rows(artifact, _NEEDS["trl-kto"]):
+def kto_batch(table: pa.Table, source: str = "") -> Batch:
+    """The core of ``trl-kto``: a prompt/completion/label record per labelled row."""
+    lines, skipped = [], []
+    for row in table.to_pylist():
         if row["label"] is None:
-            skipped["no_label"] += 1
+            skipped.append(row["interaction_id"])
             continue
-        yield {
+        record = {
             "prompt": prompt_messages(row["context"], row["prompt"]),
             "completion": assistant(row["response"]),
             "label": bool(row["label"]),
         }
+        lines.append(_json(record))
+    return Batch(lines, _skipped(source, skipped, "no_label", "no usable feedback"))
 
 
-def jsonl_records(artifact: Path, skipped: Counter) -> Iterator[dict[str, Any]]:
-    yield from _rows(artifact, None)
+def jsonl_batch(table: pa.Table, source: str = "") -> Batch:
+    """The core of ``jsonl``: every row, every column."""
+    return Batch([_json(row) for row in table.to_pylist()])
 
 
-def dpo_records(artifact: Path, workdir: Path, skipped: Counter) -> Iterator[dict[str, Any]]:
-    """Pairs within each group: the best-scored row against every lower-scored one."""
-    for table in _grouped(artifact, _NEEDS["trl-dpo"], workdir):
-        groups: dict[str, list[dict[str, Any]]] = {}
-        for row in table.to_pylist():
-            groups.setdefault(row["group_id"], []).append(row)
-        for rows in groups.values():
-            yield from _group_pairs(rows, skipped)
+def dpo_batch(table: pa.Table, source: str = "") -> Batch:
+    """The core of ``trl-dpo`` (``table`` holds whole groups): within each group, the
+    best-scored row against every lower-scored one, and every edit against its response."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for row in table.to_pylist():
+        groups.setdefault(row["group_id"], []).append(row)
+    lines, unscored, unpaired = [], [], []
+    for rows in groups.values():
+        lines += map(_json, _group_pairs(rows, unscored, unpaired))
+    rejects = pa.concat_tables(
+        [
+            _skipped(source, unscored, "no_score", "no usable feedback"),
+            _skipped(source, unpaired, "no_pair", "no row of its group scored differently"),
+        ]
+    )
+    return Batch(lines, rejects)
 
 
-def _group_pairs(rows: list[dict[str, Any]], skipped: Counter) -> Iterator[dict[str, Any]]:
+def _group_pairs(
+    rows: list[dict[str, Any]], unscored: list[str], unpaired: list[str]
+) -> Iterator[dict[str, Any]]:
     scored = [r for r in rows if r["score"] is not None]
-    skipped["no_score"] += len(rows) - len(scored)
+    unscored += [r["interaction_id"] for r in rows if r["score"] is None]
     scored.sort(key=lambda r: (-r["score"], r["interaction_id"]))
     used: set[str] = set()
     if scored:
@@ -147,7 +155,7 @@ def _group_pairs(rows: list[dict[str, Any]], skipped: Counter) -> Iterator[dict[
         if row["target"] != row["response"]:
             used.add(row["interaction_id"])
             yield _pair(row, row["target"], row["response"])
-    skipped["no_pair"] += sum(1 for r in scored if r["interaction_id"] not in used)
+    unpaired += [r["interaction_id"] for r in scored if r["interaction_id"] not in used]
 
 
 def _pair(row: dict[str, Any], chosen: str, rejected: str) -> dict[str, Any]:
@@ -158,12 +166,15 @@ def _pair(row: dict[str, Any], chosen: str, rejected: str) -> dict[str, Any]:
     }
 
 
-_ROW_WRITERS = {"trl-sft": sft_records, "trl-kto": kto_records, "jsonl": jsonl_records}
+_CORES = {"trl-sft": sft_batch, "trl-kto": kto_batch, "trl-dpo": dpo_batch, "jsonl": jsonl_batch}
 
 
-def _rows(artifact: Path, columns: list[str] | None) -> Iterator[dict[str, Any]]:
-    for batch in iter_batches(artifact, columns=columns):
-        yield from batch.to_pylist()
+def _skipped(source: str, ids: list[str], reason: str, detail: str) -> pa.Table:
+    return reject_table(STAGE, source, ids, [reason] * len(ids), details=[detail] * len(ids))
+
+
+def _json(record: dict[str, Any]) -> str:
+    return json.dumps(record, ensure_ascii=False, default=_json_default)
 
 
 def _grouped(artifact: Path, columns: list[str], workdir: Path) -> Iterator[pa.Table]:
@@ -173,23 +184,22 @@ def _grouped(artifact: Path, columns: list[str], workdir: Path) -> Iterator[pa.T
     if parts == 1:
         yield read_table(artifact, columns=columns)
         return
-    workdir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".lfft-export-", dir=workdir) as tmp:
-        paths = [Path(tmp) / f"part-{i}.parquet" for i in range(parts)]
-        writers: dict[int, pq.ParquetWriter] = {}
-        for batch in iter_batches(artifact, columns=columns):
-            keys = batch.column("group_id").to_pylist()
-            which = pa.array([zlib.crc32(k.encode()) % parts for k in keys])
-            for i in range(parts):
-                chunk = batch.filter(pc.equal(which, i))
-                if chunk.num_rows:
-                    if i not in writers:
-                        writers[i] = pq.ParquetWriter(paths[i], batch.schema)
-                    writers[i].write_batch(chunk)
-        for w in writers.values():
-            w.close()
-        for i in sorted(writers):
-            yield pq.read_table(paths[i])
+    paths = [workdir / f"part-{i}.parquet" for i in range(parts)]
+    writers: dict[int, pq.ParquetWriter] = {}
+    for batch in iter_batches(artifact, columns=columns):
+        keys = batch.column("group_id").to_pylist()
+        which = pa.array([zlib.crc32(k.encode()) % parts for k in keys])
+        for i in range(parts):
+            chunk = batch.filter(pc.equal(which, i))
+            if chunk.num_rows:
+                if i not in writers:
+                    writers[i] = pq.ParquetWriter(paths[i], batch.schema)
+                writers[i].write_batch(chunk)
+    for w in writers.values():
+        w.close()
+    for i in sorted(writers):
+        yield pq.read_table(paths[i])
+        paths[i].unlink()
 
 
 def _json_default(value: Any) -> Any:

@@ -3,17 +3,12 @@
 Per row (``docs/feedback.md`` tables every mapping):
 
 - each valid event becomes an observation (:mod:`lfft.data.feedback_map`); invalid or unknown
-  events are ignored and counted (``extra["ignored_events"]``), the row is kept;
-- ``score`` comes from the strongest tier present (explicit > implicit > behavioral); within it,
-  judgements (thumbs, rating, label, emoji, preference, rank) beat the score derived from an edit
-  or error spans (0 if they change or mark anything, else 1); among judgements,
-  ``conflict="latest"`` takes the newest event (events at the same time, or without times, are
-  averaged) and ``conflict="mean"`` averages them all;
-- ``label`` is ``score >= positive_threshold``; ``weight`` is the tier's weight;
-- ``signal`` is the strongest kind in that tier: token > pairwise > scalar > binary; ``none``
-  (score and label null, weight 1) when nothing usable remains;
-- ``target`` is the newest edit, else the response; ``token_spans`` cover the response
-  (word diff against the edit, plus ``span`` events as modify); ``critique`` joins comments;
+  events are ignored and counted (``extra["ignored_events"]``, from one note each), the row is
+  kept;
+- one row's observations become ``score``, ``weight``, ``signal``, ``target``,
+  ``token_spans`` and ``critique`` (:mod:`lfft.data.resolve`); ``label`` is
+  ``score >= positive_threshold``; a row without a usable signal gets ``signal`` ``none``
+  (score and label null, weight 1);
 - ``group_id`` is a hash of context and prompt. A preference marks its row chosen (score 1)
   and its ``ref`` sibling rejected (score 0), or every other row of the same session and group
   when ``ref`` is null; both sides get signal ``pairwise``.
@@ -27,11 +22,8 @@ Usage: ``lfft normalize clean.parquet --out feedback.parquet``
 
 from __future__ import annotations
 
-import tempfile
-import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from hashlib import blake2b
 from pathlib import Path
 from typing import Any
@@ -40,52 +32,24 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from lfft.config import NormalizeConfig, as_dict
-from lfft.data.diff import MODIFY, diff_spans, spans_from_modified
-from lfft.data.feedback_map import (
-    SIGNAL_OF_KIND,
-    SIGNAL_STRENGTH,
-    TIER_RANK,
-    TOKEN_KINDS,
-    FeedbackMap,
-    Observation,
-)
-from lfft.data.parts import open_output
-from lfft.data.pool import ordered_map, resolve_workers
-from lfft.data.rejects import RejectSink
+from lfft.config import NormalizeConfig
+from lfft.data.feedback_map import SIGNAL_OF_KIND, FeedbackMap, Observation
+from lfft.data.pool import resolve_workers
+from lfft.data.rejects import reject_table, value_counts
+from lfft.data.resolve import UNLABELED_WEIGHT, RowFeedback, resolve_row
+from lfft.data.runner import Batch, Output, StageRun, check_input
 from lfft.data.spill import HashPartitions
 from lfft.data.text import context_strings, join_columns
-from lfft.errors import ConfigError, NoUsableRows
-from lfft.io import (
-    count_rows,
-    fingerprints,
-    iter_batches,
-    read_schema,
-    read_table,
-    rejects_path,
-)
+from lfft.errors import ConfigError
+from lfft.io import count_rows, iter_batches, read_table
 from lfft.report import StageResult
-from lfft.schemas import CLEAN, FEEDBACK, TOKEN_SPAN, conform, make_metadata, validate
+from lfft.schemas import CLEAN, FEEDBACK, TOKEN_SPAN, conform
 
 STAGE = "normalize"
 CONFLICT_POLICIES = ("latest", "mean")
-UNLABELED_WEIGHT = 1.0  # rows without signal only take part in LM-only objectives
 _GROUP_HASH = "_group_hash"
 PARALLEL_ROWS = 200_000  # auto workers: smaller inputs are normalized in one process
 PAIRWISE = SIGNAL_OF_KIND["preference"]
-_ROW_KINDS = frozenset(("preference", "emoji", "edit", "span", "comment"))  # need the whole row
-
-
-@dataclass
-class RowFeedback:
-    """The unified feedback of one row (before it becomes columns)."""
-
-    score: float | None = None
-    weight: float = UNLABELED_WEIGHT
-    signal: str = "none"
-    target: str | None = None  # None: the response
-    spans: list[dict[str, int]] = field(default_factory=list)
-    critique: str | None = None
 
 
 def group_ids(table: pa.Table) -> list[str]:
@@ -106,8 +70,9 @@ def group_hashes(table: pa.Table) -> np.ndarray:
     )
 
 
-def normalize_table(table: pa.Table, cfg: NormalizeConfig) -> tuple[pa.Table, Counter]:
-    """``clean`` rows -> ``feedback`` rows; returns the table and ignored-event counts.
+def normalize_table(table: pa.Table, cfg: NormalizeConfig) -> tuple[pa.Table, pa.Table]:
+    """``clean`` rows -> ``feedback`` rows; returns the table and a note (a ``REJECTS`` row:
+    the row's id and the reason) for every event it ignored. No row is dropped.
 
     The table must hold every row of each group it touches (siblings for preferences). A
     ``group_id`` column, if present, is used as is.
@@ -121,7 +86,7 @@ def normalize_table(table: pa.Table, cfg: NormalizeConfig) -> tuple[pa.Table, Co
     table = conform(table, CLEAN).combine_chunks()
     n = table.num_rows
     fmap = FeedbackMap(cfg)
-    ignored: Counter = Counter()
+    ignored: list[tuple[int, str]] = []  # (row, reason) of every event ignored
     feedback = (
         table.column("feedback").chunk(0) if n else pa.array([], CLEAN.field("feedback").type)
     )
@@ -129,73 +94,16 @@ def normalize_table(table: pa.Table, cfg: NormalizeConfig) -> tuple[pa.Table, Co
     has_events = pc.greater(pc.list_value_length(feedback), 0).to_numpy(zero_copy_only=False)
     active = np.union1d(np.flatnonzero(has_events), np.fromiter(marks, np.int64, len(marks)))
     responses = table.column("response").take(active).to_pylist()
-    results = [
-        resolve_row(events, response, marks.get(int(i), []), fmap, ignored)
-        for i, events, response in zip(
-            active, event_lists(feedback.take(active)), responses, strict=True
-        )
-    ]
-    return _assemble(table, groups, active, results, cfg), ignored
-
-
-def resolve_row(
-    events: list[dict[str, Any]],
-    response: str,
-    extra: list[Observation],
-    fmap: FeedbackMap,
-    ignored: Counter,
-) -> RowFeedback:
-    """One row's events (plus cross-row preference observations) -> its unified feedback."""
-    observations = list(extra)
-    emoji, edits, span_ranges, comments = [], [], [], []
-    span_tier = None
-    for order, event in enumerate(events):
-        kind = event["kind"]
-        if kind not in _ROW_KINDS:
-            obs = fmap.observe(event)
-            if obs.__class__ is str:
-                ignored[obs] += 1
-            elif obs is not None:
-                observations.append(obs)
-        elif kind == "emoji":
-            emoji.append(event)
-        elif kind == "edit":
-            if event.get("text"):
-                when = _when(event.get("ts"), order)
-                edits.append((when, event["text"], fmap.tier(event), event.get("ts")))
-            else:
-                ignored["empty_edit"] += 1
-        elif kind == "span":
-            start, end = event.get("start"), event.get("end")
-            if start is None or end is None or not 0 <= start < end <= len(response):
-                ignored["span_out_of_range"] += 1
-            else:
-                span_ranges.append((start, end))
-                span_tier = span_tier or fmap.tier(event)
-        elif kind == "comment" and event.get("text"):
-            comments.append((_when(event.get("ts"), order), event["text"]))
-        # preference: resolved across rows in _preference_marks; empty comments: nothing
-    if emoji:
-        obs, bad = fmap.emoji(emoji)
-        ignored.update(bad)
-        if obs is not None:
-            observations.append(obs)
-
-    row = RowFeedback(critique="\n\n".join(t for _, t in sorted(comments)) or None)
-    if edits or span_ranges:
-        observations.append(_token_observation(row, response, edits, span_ranges, span_tier))
-    if len(observations) == 1:
-        o = observations[0]
-        row.score, row.weight, row.signal = o.score, fmap.weights[o.tier], o.signal
-    elif observations:
-        top = min(TIER_RANK[o.tier] for o in observations)
-        in_tier = [o for o in observations if TIER_RANK[o.tier] == top]
-        judged = [o for o in in_tier if o.kind not in TOKEN_KINDS] or in_tier
-        score = judged[0].score if len(judged) == 1 else _pick(judged, fmap.cfg.conflict)
-        row.score = min(1.0, max(0.0, score))
-        row.weight = fmap.weights[in_tier[0].tier]
-        row.signal = max((o.signal for o in in_tier), key=SIGNAL_STRENGTH.__getitem__)
-    return row
+    results = []
+    reasons: list[str] = []
+    for i, events, response in zip(
+        active.tolist(), event_lists(feedback.take(active)), responses, strict=True
+    ):
+        results.append(resolve_row(events, response, marks.get(i, []), fmap, reasons))
+        if reasons:
+            ignored += [(i, reason) for reason in reasons]
+            reasons.clear()
+    return _assemble(table, groups, active, results, cfg), _notes(table, ignored)
 
 
 def records(events: pa.StructArray) -> list[dict[str, Any]]:
@@ -233,58 +141,36 @@ def check_config(cfg: NormalizeConfig) -> None:
 
 def normalize(input: Path, out: Path, cfg: NormalizeConfig) -> StageResult:
     """Run the normalize stage on a ``clean`` artifact (file or folder)."""
-    start = time.perf_counter()
     input, out = Path(input), Path(out)
-    validate(read_schema(input), CLEAN, f"{input} is not a clean/interactions artifact")
+    check_input(input, CLEAN, "a clean/interactions artifact")
     check_config(cfg)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    config = as_dict(cfg)
-    result = StageResult(STAGE, outputs={"feedback": out, "rejects": rejects_path(out)})
-    ignored: Counter = Counter()
     signals: Counter = Counter()
     labels: Counter = Counter()
-    with (
-        tempfile.TemporaryDirectory(prefix=f".{out.name}.", dir=out.parent) as tmp,
-        RejectSink(out, STAGE, config),
-    ):
-        meta = make_metadata(STAGE, config, fingerprints([input]))
-        writer = open_output(out, FEEDBACK, meta, cfg.part_rows)
-        try:
-            tables = ((t, cfg) for t in _group_tables(input, cfg, Path(tmp)))
-            workers = resolve_workers(cfg.workers, count_rows(input), PARALLEL_ROWS)
-            for rows, found in ordered_map(_normalize, tables, workers):
-                result.rows_in += rows.num_rows
-                ignored.update(found)
-                signals.update(_value_counts(rows.column("signal")))
-                labels.update(_label_counts(rows.column("label")))
-                writer.write(rows)
-        except BaseException as e:
-            writer.abort(e)
-            raise
-        result.rows_out = writer.rows
-        result.extra = {
+    outputs = {"feedback": Output(out, FEEDBACK, cfg.part_rows)}
+    with StageRun(STAGE, cfg, [input], outputs, rejects=out) as run:
+        tables = ((t, cfg) for t in _group_tables(input, cfg, run.tmp))
+        workers = resolve_workers(cfg.workers, count_rows(input), PARALLEL_ROWS)
+        for batch in run.map(normalize_batch, tables, workers):
+            signals.update(value_counts(batch.rows.column("signal")))
+            labels.update(_label_counts(batch.rows.column("label")))
+            run.write(batch.rows)
+        run.result.extra = {
             "signals": dict(sorted(signals.items())),
             "labels": {k: labels[k] for k in ("positive", "negative", "unlabeled")},
-            "ignored_events": dict(sorted(ignored.items())),
+            "ignored_events": dict(sorted(run.notes.items())),
         }
-        if result.rows_out == 0:
-            writer.abort()
-        else:
-            writer.meta["counts"] = {"rows": result.rows_out, "rows_in": result.rows_in}
-            writer.meta.update(result.extra)
-            writer.close()
-    if result.rows_out == 0:
-        raise NoUsableRows(f"{input}: no rows to normalize")
-    result.seconds = time.perf_counter() - start
-    return result
+        run.meta["counts"] = {"rows": run.writer().rows, "rows_in": run.result.rows_in}
+        run.meta.update(run.result.extra)
+    return run.result
+
+
+def normalize_batch(table: pa.Table, cfg: NormalizeConfig) -> Batch:
+    """The core of the stage: :func:`normalize_table` of one table of whole groups."""
+    rows, notes = normalize_table(table, cfg)
+    return Batch(rows, notes=notes)
 
 
 # --- helpers ---------------------------------------------------------------------------------
-
-
-def _normalize(args: tuple[pa.Table, NormalizeConfig]) -> tuple[pa.Table, Counter]:
-    """Worker: :func:`normalize_table` of one table of whole groups."""
-    return normalize_table(*args)
 
 
 def _group_tables(input: Path, cfg: NormalizeConfig, tmp: Path) -> Iterator[pa.Table]:
@@ -339,7 +225,7 @@ def _preference_marks(
     groups: list[str],
     feedback: pa.Array,
     fmap: FeedbackMap,
-    ignored: Counter,
+    ignored: list[tuple[int, str]],
 ) -> dict[int, list[Observation]]:
     """Observations that preferences give their own row (chosen) and their siblings (rejected)."""
     flat = feedback.flatten()
@@ -366,63 +252,19 @@ def _preference_marks(
         if ref is None:
             rejected = [j for j in siblings[(sessions[row], groups[row])] if j != row]
             if not rejected:
-                ignored["preference_no_sibling"] += 1
+                ignored.append((row, "preference_no_sibling"))
         elif ref == ids[row]:
-            ignored["preference_self"] += 1
+            ignored.append((row, "preference_self"))
             continue
         else:
             j = index.get(ref)
             rejected = [j] if j is not None and groups[j] == groups[row] else []
             if not rejected:
-                ignored["preference_ref_not_found"] += 1
+                ignored.append((row, "preference_ref_not_found"))
         marks[row].append(Observation(tier, "preference", 1.0, PAIRWISE, ts))
         for j in rejected:
             marks[j].append(Observation(tier, "preference", 0.0, PAIRWISE, ts))
     return marks
-
-
-def _token_observation(
-    row: RowFeedback,
-    response: str,
-    edits: list[tuple],
-    span_ranges: list[tuple[int, int]],
-    span_tier: str | None,
-) -> Observation:
-    """Set the row's target and token spans from its newest edit and its error spans.
-
-    The derived score is 0 when anything was changed or marked (the response as written was
-    not acceptable; ``target`` holds the fix), 1 when an edit left it as it was.
-    """
-    modified = list(span_ranges)
-    tier, ts = span_tier or "explicit", None
-    if edits:
-        _, text, tier, ts = max(edits, key=lambda e: e[0])
-        row.target = text
-        spans = diff_spans(response, text)
-        modified += [(s["start"], s["end"]) for s in spans if s["label"] == MODIFY]
-    row.spans = spans_from_modified(len(response), modified)
-    changed = bool(span_ranges) or row.target != response
-    kind = "edit" if edits else "span"
-    return Observation(tier, kind, 0.0 if changed else 1.0, SIGNAL_OF_KIND[kind], ts)
-
-
-def _pick(observations: list[Observation], policy: str) -> float:
-    """The newest observations (``latest``) or all (``mean``), averaged per kind, then across
-    kinds: thirteen OASST labels do not outvote one rank."""
-    if policy == "latest":
-        times = [o.ts for o in observations if o.ts is not None]
-        if times:
-            newest = max(times)
-            observations = [o for o in observations if o.ts == newest]
-    by_kind: dict[str, list[float]] = defaultdict(list)
-    for o in observations:
-        by_kind[o.kind].append(o.score)
-    return sum(sum(v) / len(v) for v in by_kind.values()) / len(by_kind)
-
-
-def _when(ts: int | None, order: int) -> tuple:
-    """Sort key: events without a time count as older than timed ones, then list order."""
-    return (ts is not None, ts or 0, order)
 
 
 def _assemble(
@@ -470,11 +312,12 @@ def _assemble(
     return table.cast(FEEDBACK)
 
 
-def _value_counts(column: pa.ChunkedArray) -> Counter:
-    vc = column.value_counts()
-    return Counter(
-        dict(zip(vc.field("values").to_pylist(), vc.field("counts").to_pylist(), strict=True))
-    )
+def _notes(table: pa.Table, ignored: list[tuple[int, str]]) -> pa.Table:
+    """A note for each ignored event: the row's id, the reason."""
+    rows = [row for row, _ in ignored]
+    ids = table.column("interaction_id").take(pa.array(rows, pa.int64())).to_pylist()
+    details = ["feedback event ignored; the row is kept"] * len(rows)
+    return reject_table(STAGE, "", ids, [reason for _, reason in ignored], details=details)
 
 
 def _label_counts(column: pa.ChunkedArray) -> Counter:

@@ -30,6 +30,12 @@ from typing import BinaryIO
 
 DEFAULT_BUDGET = 512 << 20  # bytes of records held in memory (estimated while not serialized)
 RECORD_OVERHEAD = 512  # a record's Python objects take about its line's size plus this
+MB = 1 << 20
+
+
+def budget_bytes(megabytes: float) -> int:
+    """``CollectConfig.memory_budget`` (MB, > 0) in bytes."""
+    return max(1, int(megabytes * MB))
 
 
 def partition_of(key: str, n: int) -> int:

@@ -17,14 +17,13 @@ leaves the previous output, never half of a new one. Rejects go to ``lfft.io.rej
 
 from __future__ import annotations
 
-import contextlib
 import os
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
-from lfft.io import ArtifactWriter, ClosingWriter, atomic_path
+from lfft.io import ArtifactWriter, ClosingWriter
 
 DEFAULT_PART_ROWS = 1_000_000  # rows per part when only the path asks for a folder
 PART_SUFFIX = ".parquet"
@@ -52,15 +51,10 @@ class PartWriter(ClosingWriter):
     def __init__(
         self, path: str | os.PathLike, schema: pa.Schema, meta: dict[str, Any], part_rows: int
     ):
-        self.path = Path(path)
         self.schema = schema
-        self.meta = dict(meta)
-        self.rows = 0
         self.part_rows = max(1, part_rows)
         self.parts = 0
-        self._cm = atomic_path(self.path)
-        self._tmp = self._cm.__enter__()
-        self._tmp.mkdir()
+        self._begin(path, meta).mkdir()
         # the first part stays open until the end, to carry the artifact's totals
         self._first = self._current = self._open_part()
 
@@ -88,9 +82,7 @@ class PartWriter(ClosingWriter):
     def abort(self, exc: BaseException | None = None) -> None:
         for writer in {id(w): w for w in (self._first, self._current)}.values():
             writer.abort(exc)
-        with contextlib.suppress(BaseException):
-            err = exc or RuntimeError("aborted")
-            self._cm.__exit__(type(err), err, err.__traceback__)
+        self._discard(exc)
 
     def _open_part(self) -> ArtifactWriter:
         name = f"part-{self.parts:05d}{PART_SUFFIX}"

@@ -127,18 +127,22 @@ class RowBuffer:
         return table
 
 
-class Parsed(NamedTuple):
-    """One input record a format reader understood: it becomes one or more interactions rows
-    (an HH-RLHF record gives two: chosen and rejected)."""
-
-    location: str  # file:line (or file:index for JSON arrays)
-    rows: list[dict[str, Any]]
-
-
 class Reject(NamedTuple):
-    """One input record a reader could not use, with a short snake_case reason."""
+    """One input record a reader could not use, with a short snake_case reason: a reject row
+    (``schemas.REJECTS``) before the stage adds its name and the source file."""
 
     location: str
     reason: str
     raw: str | None = None
     detail: str | None = None
+
+
+class Parsed(NamedTuple):
+    """One input record a format reader understood: it becomes one or more interactions rows
+    (an HH-RLHF record gives two: chosen and rejected). ``skipped`` notes the parts of the
+    record the reader left out on purpose (an OpenAssistant message deleted by moderators),
+    as reject rows (:class:`Reject`) that collect counts by reason."""
+
+    location: str  # file:line (or file:index for JSON arrays)
+    rows: list[dict[str, Any]]
+    skipped: tuple[Reject, ...] = ()

@@ -19,7 +19,6 @@ Usage: ``lfft split feedback.parquet --out splits/ --key session_id --ratios 0.8
 from __future__ import annotations
 
 import math
-import time
 from collections import Counter
 from hashlib import blake2b
 from pathlib import Path
@@ -28,13 +27,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from lfft.config import SplitConfig, as_dict
-from lfft.data.parts import Writer, open_output
-from lfft.data.rejects import RejectSink, reject_table
-from lfft.errors import ConfigError, NoUsableRows
-from lfft.io import fingerprints, iter_batches, read_schema, rejects_path
+from lfft.config import SplitConfig
+from lfft.data.rejects import reject_table
+from lfft.data.runner import Output, StageRun, check_input
+from lfft.errors import ConfigError
+from lfft.io import iter_batches
 from lfft.report import StageResult
-from lfft.schemas import FEEDBACK, SPLIT, conform, make_metadata, validate
+from lfft.schemas import FEEDBACK, SPLIT, conform
 
 STAGE = "split"
 SPLITS = ("train", "val", "test")
@@ -119,52 +118,29 @@ def split_table(
 
 def split(input: Path, out_dir: Path, cfg: SplitConfig) -> StageResult:
     """Run the split stage on a ``feedback`` artifact (file or folder)."""
-    start = time.perf_counter()
     input, out_dir = Path(input), Path(out_dir)
-    validate(read_schema(input), FEEDBACK, f"{input} is not a feedback artifact")
+    check_input(input, FEEDBACK, "a feedback artifact")
     check_config(cfg)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    config = as_dict(cfg)
-    meta = make_metadata(STAGE, config, fingerprints([input]))
-    paths = {name: out_dir / f"{name}.parquet" for name in SPLITS}
-    result = StageResult(STAGE, outputs={**paths, "rejects": rejects_path(out_dir)})
+    outputs = {
+        name: Output(out_dir / f"{name}.parquet", SPLIT, cfg.part_rows, {"split": name})
+        for name in SPLITS
+    }
     balance = {name: Counter() for name in SPLITS}
     pair_groups: dict[str, int] = {}  # group_id of pairwise rows -> bit mask of its splits
-    writers: dict[str, Writer] = {}
-    with RejectSink(out_dir, STAGE, config) as sink:
-        try:
-            for name in SPLITS:
-                split_meta = {**meta, "split": name}
-                writers[name] = open_output(paths[name], SPLIT, split_meta, cfg.part_rows)
-            for batch in iter_batches(input, batch_rows=cfg.batch_rows, schema=FEEDBACK):
-                result.rows_in += batch.num_rows
-                parts, rejects = split_table(pa.Table.from_batches([batch]), cfg, str(input))
-                sink.add_table(rejects)
-                for i, (name, part) in enumerate(parts.items()):
-                    writers[name].write(part)
-                    balance[name].update(_balance(part))
-                    _track_pairs(part, 1 << i, pair_groups)
-        except BaseException as e:
-            for writer in writers.values():
-                writer.abort(e)
-            raise
-        result.rows_out = sum(w.rows for w in writers.values())
-        for name, writer in writers.items():
-            if result.rows_out == 0:
-                writer.abort()  # the rejects file still says why
-            else:
-                writer.meta["counts"] = {"rows": writer.rows, **balance[name]}
-                writer.close()
-    if result.rows_out == 0:
-        raise NoUsableRows(
-            f"{input}: no rows to split ({result.rows_in:,} read, "
-            f"{sink.total:,} without signal dropped); try --unlabeled keep"
-        )
-    result.rejects = Counter(sink.counts)
-    result.extra = {name: _report(balance[name]) for name in SPLITS}
-    result.extra["pair_groups_split"] = sum(1 for m in pair_groups.values() if m & (m - 1))
-    result.seconds = time.perf_counter() - start
-    return result
+    hint = "; try --unlabeled keep"
+    with StageRun(STAGE, cfg, [input], outputs, rejects=out_dir, hint=hint) as run:
+        batches = iter_batches(input, batch_rows=cfg.batch_rows, schema=FEEDBACK)
+        jobs = ((pa.Table.from_batches([b]), cfg, str(input)) for b in batches)
+        for batch in run.map(split_table, jobs):
+            for i, (name, part) in enumerate(batch.rows.items()):
+                run.write(part, name)
+                balance[name].update(_balance(part))
+                _track_pairs(part, 1 << i, pair_groups)
+        for name in SPLITS:
+            run.writer(name).meta["counts"] = {"rows": run.writer(name).rows, **balance[name]}
+        run.result.extra = {name: _report(balance[name]) for name in SPLITS}
+        run.result.extra["pair_groups_split"] = sum(1 for m in pair_groups.values() if m & (m - 1))
+    return run.result
 
 
 def _balance(table: pa.Table) -> Counter:

@@ -70,11 +70,22 @@ def parse_one(
     if not isinstance(value, dict):
         return Reject(location, "not_an_object", _clip(raw, value), f"a {type(value).__name__}")
     try:
-        return Parsed(location, parse(value))
+        rows = parse(value)
     except BadRecord as e:
         return Reject(location, e.reason, _clip(raw, value), e.detail)
     except SHAPE_ERRORS as e:
         return Reject(location, "bad_record", _clip(raw, value), f"{type(e).__name__}: {e}")
+    skipped = getattr(rows, "skipped", ())
+    return Parsed(location, rows, tuple(Reject(location, r, None, d) for r, d in skipped))
+
+
+class Rows(list):
+    """A reader's rows, plus the parts of its record it left out on purpose: ``skipped``, a
+    list of ``(reason, detail)`` that collect counts by reason (see ``Parsed.skipped``)."""
+
+    def __init__(self, rows: list[Row], skipped: list[tuple[str, str]]):
+        super().__init__(rows)
+        self.skipped = skipped
 
 
 def _clip(raw: str | None, value: Any) -> str:

@@ -8,7 +8,9 @@ and ``replies`` (its children). A conversation is a root-to-leaf path.
 
 Rows: interaction_id = message_id, session_id = the tree id, context = the path above the
 prompter message the reply answers. Deleted messages are skipped with their whole subtree (their
-text was removed by moderators; what follows them answers text nobody should train on).
+text was removed by moderators; what follows them answers text nobody should train on); each
+is counted as ``deleted_message`` in collect's summary, its detail naming how many replies went
+with it. A tree left without an assistant reply is a ``no_assistant_reply`` reject.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from lfft.data.formats.common import (
     BadRecord,
     Message,
     Row,
+    Rows,
     as_number,
     optional_text,
     text_field,
@@ -43,6 +46,7 @@ def parse(rec: dict[str, Any]) -> list[Row]:
     if not isinstance(tree_id, str):
         raise BadRecord("missing_id", "no message_tree_id or root message_id")
     rows: list[Row] = []
+    deleted: list[tuple[str, str]] = []
     # Depth-first over (message, path of the messages above it, its sibling group).
     stack: list[tuple[dict, list[Message], list]] = [(root, [], [root])]
     while stack:
@@ -50,6 +54,9 @@ def parse(rec: dict[str, Any]) -> list[Row]:
         if not isinstance(msg, Mapping):
             raise BadRecord("bad_tree", "a reply is not an object")
         if msg.get("deleted"):
+            below = _descendants(msg)
+            what = f"message {msg.get('message_id')!r} was deleted by moderators"
+            deleted.append(("deleted_message", f"{what}; {below} replies below it went with it"))
             continue
         role = _ROLE.get(msg.get("role"))
         if role is None:
@@ -64,8 +71,23 @@ def parse(rec: dict[str, Any]) -> list[Row]:
         for child in reversed(replies):
             stack.append((child, here, replies))
     if not rows:
-        raise BadRecord("no_assistant_reply", "the tree has no (undeleted) assistant reply")
-    return rows
+        detail = "the tree has no (undeleted) assistant reply"
+        if deleted:
+            detail += f" ({len(deleted)} deleted messages)"
+        raise BadRecord("no_assistant_reply", detail)
+    return Rows(rows, deleted)
+
+
+def _descendants(msg: Mapping) -> int:
+    """How many messages lie below ``msg``."""
+    n, stack = -1, [msg]
+    while stack:
+        node = stack.pop()
+        n += 1
+        replies = node.get("replies") if isinstance(node, Mapping) else None
+        if isinstance(replies, list):
+            stack.extend(replies)
+    return n
 
 
 def _row(msg: Mapping, tree_id: str, path: list[Message], text: str, siblings: list) -> Row:
