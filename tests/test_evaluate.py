@@ -65,12 +65,16 @@ def test_nll_is_the_mean_response_token_nll(model_eval, model_tiny_ckpt, model_s
     assert got == pytest.approx(expected, rel=1e-4)
 
 
-def test_metrics_json_is_strict_and_complete(model_eval):
+def test_metrics_json_is_strict_and_complete(model_eval, model_splits):
     text = (model_eval / "metrics.json").read_text()
     metrics = json.loads(text, parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"))
     assert set(metrics["lm"]) >= {"perplexity_positive", "perplexity_negative"}
     assert set(metrics["feedback"]["binary"]) >= {"accuracy", "auc", "brier", "ece"}
-    assert metrics["feedback"]["scalar"]["rows"] > 0 and metrics["feedback"]["token"]["tokens"] > 0
+    signals = read_table(model_splits / "test.parquet").column("signal").to_pylist()
+    feedback = metrics["feedback"]
+    assert feedback["binary"]["rows"] == sum(s in ("binary", "pairwise") for s in signals)
+    assert feedback["scalar"]["rows"] == signals.count("scalar") > 0
+    assert feedback["token"]["tokens"] > 0
     assert metrics["preference"]["pairs"] == 6  # one right/wrong pair per group
 
 
