@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from test_online import event_lines, thumbs, write
+from test_online import TINY, event_lines, thumbs, write
 from typer.testing import CliRunner
 
 from lfft import online
@@ -135,25 +135,7 @@ def test_lfft_train_killed_mid_run_resumes_to_the_same_weights(
 # --- lfft online --------------------------------------------------------------------------------
 
 ONLINE_STEPS = 12
-ONLINE = f"""
-[init]
-preset = "tiny"
-layers = 1
-hidden = 32
-heads = 2
-vocab_size = 300
-max_length = 96
-[train]
-batch_size = 8
-max_length = 96
-lr = 3e-3
-warmup_steps = 2
-save_every = 1
-log_every = 1
-[online]
-max_steps = {ONLINE_STEPS}
-keep_versions = 0
-"""
+ONLINE = TINY.replace("max_steps = 2", f"max_steps = {ONLINE_STEPS}")  # a step checkpoint each
 
 
 def _state(work: Path) -> dict:

@@ -559,6 +559,7 @@ def test_real_rounds_promote_an_improvement_and_reject_a_regression(tmp_path):
     AutoTokenizer.from_pretrained(work / "current")
 
 
+@pytest.mark.slow
 def test_a_kill_while_the_candidate_is_moved_keeps_its_training(tmp_path, monkeypatch):
     """Killed after training finished, while its step checkpoints are deleted and before the
     candidate becomes versions/vNNNN: the rerun neither trains again (which resumed as a
