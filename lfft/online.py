@@ -360,12 +360,14 @@ def step_train(rd: Round) -> dict[str, Any]:
     summary = rd.dir / "train.json"
     if not target.exists():
         out = rd.dir / "candidate"
-        base = rd.work.versions / rd.info["base"]["base"]
-        resume = stages.can_resume(out)
-        if out.exists() and not resume:
-            shutil.rmtree(out)
-        result = stages.train(base, rd.dir / "data", out, rd.stage_cfgs["train"], resume=resume)
-        write_json_atomic(summary, key_numbers(result.extra, limit=6))
+        if not summary.exists():  # written once training finished: ``out`` is then complete
+            base = rd.work.versions / rd.info["base"]["base"]
+            resume = stages.can_resume(out)
+            if out.exists() and not resume:
+                shutil.rmtree(out)
+            cfg = rd.stage_cfgs["train"]
+            result = stages.train(base, rd.dir / "data", out, cfg, resume=resume)
+            write_json_atomic(summary, key_numbers(result.extra, limit=6))
         shutil.rmtree(out / "checkpoints", ignore_errors=True)  # resume state, not the model
         out.rename(target)
     rd.say(f"  ✓ train     {target}")

@@ -29,9 +29,10 @@ CPU = EvaluateConfig(device="cpu", max_new_tokens=4)
 
 @pytest.fixture(scope="module")
 def model_eval(tmp_path_factory, model_tiny_ckpt, model_splits) -> Path:
-    """One evaluation with generations against a baseline (the same checkpoint)."""
+    """One evaluation with greedy generations against a baseline that is the same checkpoint:
+    both sides answer alike, so every prompt is a tie."""
     out = tmp_path_factory.mktemp("model_eval")
-    cfg = EvaluateConfig(device="cpu", generate=True, max_new_tokens=4, best_of=2)
+    cfg = EvaluateConfig(device="cpu", generate=True, max_new_tokens=4)
     result = evaluate(model_tiny_ckpt, model_splits / "test.parquet", out, cfg, model_tiny_ckpt)
     assert result.rows_in == result.rows_out == 12
     return out
@@ -64,21 +65,42 @@ def test_nll_is_the_mean_response_token_nll(model_eval, model_tiny_ckpt, model_s
     assert got == pytest.approx(expected, rel=1e-4)
 
 
-def test_metrics_json_is_strict_and_complete(model_eval):
+def test_metrics_json_is_strict_and_complete(model_eval, model_splits):
     text = (model_eval / "metrics.json").read_text()
     metrics = json.loads(text, parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"))
     assert set(metrics["lm"]) >= {"perplexity_positive", "perplexity_negative"}
     assert set(metrics["feedback"]["binary"]) >= {"accuracy", "auc", "brier", "ece"}
-    assert metrics["feedback"]["scalar"]["rows"] > 0 and metrics["feedback"]["token"]["tokens"] > 0
+    signals = read_table(model_splits / "test.parquet").column("signal").to_pylist()
+    feedback = metrics["feedback"]
+    assert feedback["binary"]["rows"] == sum(s in ("binary", "pairwise") for s in signals)
+    assert feedback["scalar"]["rows"] == signals.count("scalar") > 0
+    assert feedback["token"]["tokens"] > 0
     assert metrics["preference"]["pairs"] == 6  # one right/wrong pair per group
-    assert 0 <= metrics["generation"]["win_rate"] <= 1
+
+
+def test_a_checkpoint_against_itself_ties_on_every_prompt(model_eval):
+    """Greedy answers of the same weights are the same text with the same head score: every
+    prompt is a tie, and ties count half, so the win rate is exactly 0.5."""
+    preds = read_table(model_eval / "predictions.parquet").to_pandas()
+    assert (preds["generation"] == preds["baseline_generation"]).all()
+    assert (preds["generation_score"] == preds["baseline_score"]).all()
+    gen = json.loads((model_eval / "metrics.json").read_text())["generation"]
+    assert gen["win_rate"] == 0.5 and gen["prompts"] == 6
+    assert gen["mean_score"] == gen["baseline_mean_score"]
+
+
+def _win_rate(preds) -> float:
+    """The win rate recomputed from predictions.parquet: one vote per distinct prompt."""
+    per_prompt = preds.drop_duplicates("prompt")
+    mine, theirs = per_prompt["generation_score"], per_prompt["baseline_score"]
+    return float(((mine > theirs) + 0.5 * (mine == theirs)).mean())
 
 
 def test_generations_are_shared_by_rows_with_the_same_prompt(model_eval):
     preds = read_table(model_eval / "predictions.parquet").to_pandas()
     assert preds["generation"].notna().all() and preds["baseline_generation"].notna().all()
     assert (preds.groupby("prompt")["generation"].nunique() == 1).all()
-    assert preds["generation_score"].between(0, 1).all()
+    assert (preds.groupby("prompt")["generation_score"].nunique() == 1).all()
 
 
 def test_max_rows_limits_the_rows(tmp_path, model_tiny_ckpt, model_splits):
@@ -161,12 +183,18 @@ def test_cli_evaluate_and_its_one_line_error(tmp_path, model_tiny_ckpt, model_sp
     args = [sys.executable, "-m", "lfft", "evaluate", "--data", test, "--device", "cpu"]
     ok = subprocess.run(
         [*args, "--model", str(model_tiny_ckpt), "--out", str(tmp_path / "e"), "--generate"]
-        + ["--sample", "--temperature", "0.7", "--max-new-tokens", "3", "--quiet"],
+        + ["--sample", "--temperature", "0.7", "--max-new-tokens", "3", "--best-of", "2"]
+        + ["--baseline", str(model_tiny_ckpt), "--quiet"],
         capture_output=True,
         text=True,
     )
     assert ok.returncode == 0, ok.stderr
-    assert json.loads((tmp_path / "e" / "metrics.json").read_text())["config"]["do_sample"]
+    metrics = json.loads((tmp_path / "e" / "metrics.json").read_text())
+    assert metrics["config"]["do_sample"] and metrics["generation"]["best_of"] == 2
+    # best-of-2 samples against the baseline's single sample: the win rate is what the head's
+    # scores in predictions.parquet say, one vote per prompt, ties half
+    preds = read_table(tmp_path / "e" / "predictions.parquet").to_pandas()
+    assert metrics["generation"]["win_rate"] == pytest.approx(_win_rate(preds), abs=1e-12)
     bad = subprocess.run(
         [*args, "--model", str(tmp_path), "--out", str(tmp_path / "x")],
         capture_output=True,

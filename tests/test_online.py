@@ -6,10 +6,12 @@ that write a text "model", except in the one test that trains for real.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import io
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -280,7 +282,18 @@ def test_a_round_trains_promotes_and_records_history(tmp_path, fake_models):
     r2 = run_once(logs, work)
     assert r2["base"] == "v0001" and r2["version"] == "v0002" and r2["promoted"]
     assert r2["replay_rows"] == min(r2["new_rows"], r1["new_rows"])  # replay_ratio 1
-    assert r2["gate"]["candidate"]["nll_pos"] < r2["gate"]["base"]["nll_pos"]
+    # the candidate was trained from current (v0001) on exactly the new + replayed rows
+    lineage = (work / "versions" / "v0001" / "model.txt").read_text()
+    trained = (work / "versions" / "v0002" / "model.txt").read_text()
+    assert trained.startswith(lineage + " +")
+    assert int(trained.rsplit("+", 1)[1].split(":")[0]) == r2["new_rows"] + r2["replay_rows"]
+    # the recorded gate scores are those of the evaluations, and the decision follows them
+    for who in ("candidate", "base"):
+        predictions = work / "rounds" / "r0002" / f"eval_{who}" / "predictions.parquet"
+        assert r2["gate"][who] == online.gate_metrics(predictions), who
+    assert r2["gate"]["failed"] == online.gate_failures(
+        r2["gate"]["candidate"], r2["gate"]["base"], CFG
+    )
     history = online.read_history(work)
     assert [h["round"] for h in history] == [1, 2]
     assert history[1]["consumed"]["lines"] == 30
@@ -482,6 +495,7 @@ max_length = 96
 [train]
 batch_size = 8
 max_length = 96
+lr = 1e-2
 warmup_steps = 1
 save_every = 1
 log_every = 1
@@ -491,8 +505,20 @@ gate_max_rows = 16
 """
 
 
+def _gate_scores(version: Path, gate: Path, out: Path) -> dict:
+    """The gate metrics of a version, evaluated here (as the round does)."""
+    from lfft.config import EvaluateConfig
+    from lfft.model.evaluate import evaluate
+
+    evaluate(version, gate, out, EvaluateConfig(generate=False, max_rows=16))
+    return online.gate_metrics(out / "predictions.parquet")
+
+
 @pytest.mark.slow
-def test_two_real_rounds_leave_a_current_model_transformers_loads(tmp_path):
+def test_real_rounds_promote_an_improvement_and_reject_a_regression(tmp_path):
+    """Round 1 trains the random initial model (its NLL of good answers must fall: promoted);
+    round 2 trains with lr 1.0, which wrecks the weights (its NLL must rise: rejected, and
+    `current` stays at round 1's model). The recorded gate scores are the versions' own."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from typer.testing import CliRunner
 
@@ -500,22 +526,76 @@ def test_two_real_rounds_leave_a_current_model_transformers_loads(tmp_path):
 
     logs, work = tmp_path / "logs", tmp_path / "work"
     config = tmp_path / "lfft.toml"
-    config.write_text(TINY)
+    only_nll = TINY.replace("[online]\n", '[online]\ngate_metrics = ["nll_pos"]\n')
+    config.write_text(only_nll.replace("max_steps = 2", "max_steps = 6"))
     args = ["online", "--logs", str(logs), "--work", str(work), "--config", str(config), "--once"]
     write(logs / "a.jsonl", event_lines(range(0, 40)))
     runner = CliRunner()
     result = runner.invoke(app, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
+    r1 = online.read_history(work)[0]
+    assert r1["base"] == "v0000" and r1["trained"] and r1["gate_rows"] > 0
+    assert r1["gate"]["candidate"]["nll_pos"] < 0.9 * r1["gate"]["base"]["nll_pos"]
+    assert r1["promoted"] and r1["current"] == "v0001"
+    assert os.readlink(work / "current") == "versions/v0001"
+
+    config.write_text(config.read_text().replace("lr = 1e-2", "lr = 1.0"))
     write(logs / "a.jsonl", event_lines(range(40, 60)))
     result = runner.invoke(app, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    history = online.read_history(work)
-    assert [h["round"] for h in history] == [1, 2]
-    assert history[1]["trained"] and history[1]["gate"]["candidate"]["nll_pos"] > 0
-    assert history[1]["current"] in ("v0001", "v0002")
+    r2 = online.read_history(work)[1]
+    assert r2["base"] == "v0001" and r2["trained"] and r2["version"] == "v0002"
+    assert r2["gate"]["candidate"]["nll_pos"] > 1.5 * r2["gate"]["base"]["nll_pos"]
+    assert not r2["promoted"] and r2["gate"]["failed"] == ["nll_pos"]
+    assert r2["current"] == "v0001" and os.readlink(work / "current") == "versions/v0001"
     assert not (work / "versions" / "v0002" / "checkpoints").exists()
+
+    v1 = _gate_scores(work / "versions" / "v0001", work / "gate.parquet", tmp_path / "e1")
+    assert v1["nll_pos"] == pytest.approx(r1["gate"]["candidate"]["nll_pos"], rel=1e-6)
+    assert v1["nll_pos"] == pytest.approx(r2["gate"]["base"]["nll_pos"], rel=1e-6)
+    v2 = _gate_scores(work / "versions" / "v0002", work / "gate.parquet", tmp_path / "e2")
+    assert v2["nll_pos"] == pytest.approx(r2["gate"]["candidate"]["nll_pos"], rel=1e-6)
     AutoModelForCausalLM.from_pretrained(work / "current")
     AutoTokenizer.from_pretrained(work / "current")
+
+
+@pytest.mark.slow
+def test_a_kill_while_the_candidate_is_moved_keeps_its_training(tmp_path, monkeypatch):
+    """Killed after training finished, while its step checkpoints are deleted and before the
+    candidate becomes versions/vNNNN: the rerun neither trains again (which resumed as a
+    finished run and recorded no training numbers) nor loses what training reported."""
+    import types
+
+    logs, work = tmp_path / "logs", tmp_path / "work"
+    config = tmp_path / "lfft.toml"
+    config.write_text(TINY)
+    write(logs / "a.jsonl", event_lines(range(0, 40)))
+    calls = []
+    real_train = stages.train
+
+    def counted(*args, **kw):
+        calls.append(kw.get("resume"))
+        return real_train(*args, **kw)
+
+    def dying_rmtree(path, *a, **kw):
+        if Path(path).name == "checkpoints":
+            raise Killed("rmtree")
+        return shutil.rmtree(path, *a, **kw)
+
+    monkeypatch.setattr(stages, "train", counted)
+    monkeypatch.setattr(online, "shutil", types.SimpleNamespace(rmtree=dying_rmtree))
+    cfg = OnlineConfig(max_steps=2, gate_max_rows=16)
+    run = functools.partial(
+        online.run_online, logs, work, cfg, once=True, config_path=config, console=_quiet()
+    )
+    with pytest.raises(Killed):
+        run()
+    assert (work / "rounds" / "r0001" / "candidate" / "checkpoints").is_dir()
+    monkeypatch.setattr(online, "shutil", shutil)
+    record = run()[0]
+    assert calls == [False]  # trained once
+    assert record["train"]["steps"] == 2 and record["train"]["train loss"] > 0
+    assert record["current"] == "v0001" and (work / "versions" / "v0001" / "lfft.json").exists()
 
 
 def test_cli_needs_logs_unless_rolling_back(tmp_path):

@@ -312,12 +312,13 @@ vocab_size = 400
 max_length = 128
 [train]
 objective = "filtered"
-max_steps = 3
+max_steps = 10
+lr = 1e-2
 batch_size = 8
 max_length = 128
 warmup_steps = 1
-eval_every = 2
-save_every = 2
+eval_every = 5
+save_every = 5
 log_every = 1
 [evaluate]
 generate = true
@@ -326,20 +327,36 @@ max_rows = 8
 """
 
 
+def _raw_lines(folder: Path) -> int:
+    import gzip
+
+    files = sorted(folder.iterdir())
+    data = [gzip.decompress(p.read_bytes()) if p.suffix == ".gz" else p.read_bytes() for p in files]
+    return sum(len(d.splitlines()) for d in data)
+
+
+def _record(work: Path, stage: str) -> dict:
+    return json.loads((work / ".lfft" / f"{stage}.json").read_text())["result"]
+
+
 @pytest.mark.slow
 def test_pipeline_end_to_end_on_the_samples(tmp_path):
-    """`lfft pipeline data/samples/events`: every artifact, a checkpoint transformers loads,
-    one summary table; a rerun with nothing changed skips every stage."""
+    """`lfft pipeline data/samples/events`: row counts add up from the raw lines to the splits,
+    training lowers the loss, the checkpoint loads with transformers and predicts the good
+    test answers better than the initial model; a rerun skips every stage, a changed
+    [evaluate] table reruns evaluate only."""
+    import math
     import time
 
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from typer.testing import CliRunner
 
     from lfft.cli import app
+    from lfft.config import EvaluateConfig
+    from lfft.io import count_rows, fingerprint, read_table
+    from lfft.model.evaluate import evaluate
 
     samples = REPO / "data" / "samples" / "events"
-    if not samples.is_dir():
-        pytest.skip("data/samples/events is not there yet")
     config = tmp_path / "lfft.toml"
     config.write_text(TINY)
     work = tmp_path / "work"
@@ -347,21 +364,73 @@ def test_pipeline_end_to_end_on_the_samples(tmp_path):
     runner = CliRunner()
     first = runner.invoke(app, args, catch_exceptions=False)
     assert first.exit_code == 0, first.output
-    layout = Layout(work)
-    for path in (layout.interactions, layout.clean, layout.feedback, layout.train, layout.test):
-        assert path.exists(), path
-    assert (layout.eval / "predictions.parquet").exists()
-    assert (layout.eval / "metrics.json").exists()
-    model = AutoModelForCausalLM.from_pretrained(layout.ckpt_final)
-    tokenizer = AutoTokenizer.from_pretrained(layout.ckpt_final)
-    assert model.config.num_hidden_layers == 1 and tokenizer.pad_token is not None
     assert "lfft pipeline" in first.output and "total" in first.output
+    L = Layout(work)
 
+    # every raw line is read; every row of a stage is passed on or rejected with a reason
+    collect = _record(work, "collect")
+    assert collect["rows_in"] == _raw_lines(samples) > 1000
+    assert count_rows(work / "interactions.rejects.parquet") == sum(collect["rejects"].values())
+    assert collect["rows_out"] == count_rows(L.interactions) > 100
+    rows = collect["rows_out"]
+    for stage, out in (("clean", L.clean), ("normalize", L.feedback)):
+        result = _record(work, stage)
+        rejected = count_rows(out.with_suffix(".rejects.parquet"))
+        assert result["rows_in"] == rows == result["rows_out"] + rejected, stage
+        assert rejected == sum(result["rejects"].values()), stage
+        rows = result["rows_out"]
+        assert count_rows(out) == rows, stage
+    split = _record(work, "split")
+    sizes = {name: count_rows(L.splits / f"{name}.parquet") for name in ("train", "val", "test")}
+    rejected = count_rows(L.splits / "rejects.parquet")
+    assert split["rows_in"] == rows == sum(sizes.values()) + rejected
+    assert min(sizes.values()) > 0 and sizes["train"] > sizes["val"] + sizes["test"]
+    assert _record(work, "train")["rows_in"] == sizes["train"]
+
+    # training: the loss fell, and the checkpoint is a transformers model
+    metrics = read_table(L.ckpt_final / "metrics.parquet").to_pylist()
+    losses = [r["loss"] for r in metrics if r["split"] == "train"]
+    assert len(losses) == 10 and sum(losses[-3:]) / 3 < 0.9 * sum(losses[:3]) / 3
+    val = [r["loss"] for r in metrics if r["split"] == "val"]
+    assert len(val) == 2 and val[1] < val[0]
+    model = AutoModelForCausalLM.from_pretrained(L.ckpt_final)
+    tokenizer = AutoTokenizer.from_pretrained(L.ckpt_final)
+    assert model.config.num_hidden_layers == 1 and tokenizer.pad_token is not None
+
+    # evaluation: in range, and better than the initial model on good answers (what the
+    # `filtered` objective trains: the likelihood of positively rated responses)
+    final = json.loads((L.eval / "metrics.json").read_text())
+    evaluate(L.ckpt_init, L.test, tmp_path / "eval_init", EvaluateConfig(max_rows=8))
+    init = json.loads((tmp_path / "eval_init" / "metrics.json").read_text())
+    assert final["rows"] == init["rows"] == 8 and final["lm"]["rows_positive"] > 0
+    vocab = model.config.vocab_size
+    assert 1 < final["lm"]["perplexity_positive"] < init["lm"]["perplexity_positive"] < 2 * vocab
+    assert final["lm"]["perplexity_positive"] < 0.7 * init["lm"]["perplexity_positive"]
+    binary = final["feedback"]["binary"]
+    assert 0 <= binary["brier"] <= 1 and binary["rows"] > 0
+    assert binary["auc"] is None or 0 <= binary["auc"] <= 1
+    preds = read_table(L.eval / "predictions.parquet").to_pandas()
+    assert preds["nll"].notna().all() and preds["generation"].notna().all()
+    gen = final["generation"]
+    assert gen["prompts"] == preds["prompt"].nunique() and 0 <= gen["win_rate"] <= 1
+    assert math.isfinite(gen["mean_score"]) and math.isfinite(gen["baseline_mean_score"])
+
+    # a rerun with nothing changed skips every stage and changes nothing
+    before = {p: fingerprint(p) for p in (L.interactions, L.splits, L.ckpt_final, L.eval)}
     t0 = time.perf_counter()
     second = runner.invoke(app, args, catch_exceptions=False)
     assert second.exit_code == 0, second.output
     assert second.output.count("skipped (up to date)") == len(STAGE_NAMES)
     assert time.perf_counter() - t0 < 10
+    assert {p: fingerprint(p) for p in before} == before
+
+    # a changed [evaluate] table reruns evaluate, and nothing before it
+    config.write_text(TINY.replace("generate = true", "generate = false"))
+    third = runner.invoke(app, args, catch_exceptions=False)
+    assert third.exit_code == 0, third.output
+    assert third.output.count("skipped (up to date)") == len(STAGE_NAMES) - 1
+    assert fingerprint(L.ckpt_final) == before[L.ckpt_final]
+    assert read_table(L.eval / "predictions.parquet").column("generation").null_count == 8
 
 
 def test_the_demo_config_loads_and_names_its_command():
