@@ -105,13 +105,7 @@ def train(
         valset = None  # e.g. dpo without pairs in val.parquet
     settings = loss_settings(cfg, trainset)
     packed, padded_share = choose_packing(cfg, trainset, model.lm)
-    to_batch = partial(
-        make_batch,
-        pad_id=tokenizer.pad_token_id,
-        packed=packed,
-        max_length=max_length,
-        device=device,
-    )
+    to_batch = partial(make_batch, tokenizer.pad_token_id, packed, max_length, device)
     plan_of = epoch_plans(trainset, cfg, packed)
     per_step = max(1, cfg.grad_accum) * world  # micro-batches per optimizer step (all ranks)
     total = cfg.max_steps or max(1, math.ceil(cfg.epochs * math.ceil(len(plan_of(0)) / per_step)))
@@ -145,9 +139,7 @@ def train(
         while state.step < total and not state.stopped:
             batches = plan_of(state.epoch)
             micro = batches[state.pos : state.pos + per_step]
-            mine, filler = (
-                (micro, False) if ctx is None else distributed.share(micro, ctx.rank, world)
-            )
+            mine, filler = distributed.share(micro, ctx.rank, world) if ctx else (micro, False)
             for k, indices in enumerate(mine):
                 # DDP/FSDP: gradients are averaged over ranks on the last micro-batch only
                 with distributed.grad_sync(model, last=k == len(mine) - 1 and not filler):
@@ -200,20 +192,9 @@ def train(
     best = checkpoint.best_dir(out)
     if cfg.patience > 0 and state.best_step not in (None, state.step) and best.exists():
         checkpoint.load_weights(model, best, device, cfg.lora)
-    parts = checkpoint.trained_parts(model, writes)  # FSDP: every rank gathers; rank 0 writes
-    if parts is not None:
-        lm, head = parts
-        final = {**info, "step": state.step, "complete": True, "metrics": state.final_metrics()}
-        meta = make_metadata("train", as_dict(cfg), inputs, {"rows": len(state.metrics)})
-        table = state.metrics_table()
-
-        def metrics(folder: Path) -> None:
-            write_table(folder / checkpoint.METRICS_FILE, table, METRICS, meta)
-
-        lm = lm.merge_and_unload() if cfg.lora else lm
-        checkpoint.save_final(out, lm, tokenizer, head, final, metrics)
+    save(out, state, final=True)
     if ctx is not None:  # DDP/FSDP: the wrapped modules hold the process group: dropped first
-        del model, ref, optimizer, scheduler, params, parts, losses, save
+        del model, ref, optimizer, scheduler, params, losses, save
         distributed.close(ctx)
     device_text = f"{device.type} {str(dtype).removeprefix('torch.')}"
     packing = (packed, padded_share)
@@ -274,10 +255,22 @@ def validate(
     }, rows
 
 
-def _save(path: Path, state: TrainState, training=None, *, model, tokenizer, info, cfg, writes):
-    """The checkpoint folder ``path`` of the model at ``state.step``; with ``training``
-    (optimizer, scheduler, scaler) a step checkpoint that a run resumes from. Every rank calls
-    it (FSDP gathers the state); rank 0 writes."""
+def _save(
+    path: Path,
+    state: TrainState,
+    training: tuple | None = None,
+    final: bool = False,
+    *,
+    model,
+    tokenizer,
+    info: dict[str, Any],
+    cfg: TrainConfig,
+    writes: bool,
+) -> None:
+    """Write the model at ``state.step`` into the folder ``path``: with ``training`` (optimizer,
+    scheduler, scaler) a step checkpoint that a run resumes from; ``final``: the finished run's
+    folder (LoRA merged, metrics, a complete ``lfft.json``). Every rank calls it (FSDP gathers
+    the state); rank 0 writes."""
     extra = None
     if training is not None:
         optimizer, scheduler, scaler = training
@@ -297,8 +290,19 @@ def _save(path: Path, state: TrainState, training=None, *, model, tokenizer, inf
     if parts is None:
         return
     lm, head = parts
-    saved = {**info, "step": state.step, "complete": False}
-    checkpoint.save_folder(path, lm, tokenizer, head, saved, extra, adapter_only=cfg.lora)
+    if not final:
+        saved = {**info, "step": state.step, "complete": False}
+        checkpoint.save_folder(path, lm, tokenizer, head, saved, extra, adapter_only=cfg.lora)
+        return
+    saved = {**info, "step": state.step, "complete": True, "metrics": state.final_metrics()}
+    meta = make_metadata("train", as_dict(cfg), info["inputs"], {"rows": len(state.metrics)})
+    table = state.metrics_table()
+
+    def metrics(folder: Path) -> None:
+        write_table(folder / checkpoint.METRICS_FILE, table, METRICS, meta)
+
+    lm = lm.merge_and_unload() if cfg.lora else lm
+    checkpoint.save_final(path, lm, tokenizer, head, saved, metrics)
 
 
 def _backward(loss: torch.Tensor, scaler) -> None:

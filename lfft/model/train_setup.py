@@ -157,7 +157,7 @@ def epoch_plans(
 
 
 def make_batch(
-    examples: list[Example], indices: list[int], pad_id: int, packed: bool, max_length: int, device
+    pad_id: int, packed: bool, max_length: int, device, examples: list[Example], indices: list[int]
 ) -> Batch:
     """One micro-batch on the device: packed rows or length-grouped padding."""
     chosen = [examples[i] for i in indices]
