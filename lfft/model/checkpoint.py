@@ -212,10 +212,10 @@ def trained_parts(model, writes: bool = True):
         return None
     with torch.device("meta"):  # no memory and no random init: the weights are assigned
         lm = type(flm.lm)(flm.lm.config)
+        head = FeedbackHead.from_config(flm.head.config)
     lm.load_state_dict(_part(state, "lm."), assign=True)
     lm.tie_weights()
-    head = FeedbackHead.from_config(flm.head.config)
-    head.load_state_dict(_part(state, "head."))
+    head.load_state_dict(_part(state, "head."), assign=True)
     return lm, head
 
 

@@ -28,14 +28,12 @@ from rich.console import Console
 from lfft.config import TrainConfig, as_dict
 from lfft.errors import LfftError, NoUsableRows
 from lfft.io import _hash_json, fingerprints, write_table
-from lfft.model import checkpoint, distributed
+from lfft.model import checkpoint, distributed, objectives
 from lfft.model.batching import Batch, plan
 from lfft.model.device import pick_device, pick_dtype
 from lfft.model.display import TrainDisplay
 from lfft.model.feedback_lm import inner, position_limit, reference_logps
-from lfft.model.objectives import NEEDS_REFERENCE, LossSettings, TrainSet, build, check
-from lfft.model.objectives import feedback_loss as feedback_loss_of
-from lfft.model.objectives import lm_loss as lm_loss_of
+from lfft.model.objectives import NEEDS_REFERENCE, LossSettings, TrainSet
 from lfft.model.state import LossWindow, TrainState
 from lfft.model.train_setup import (
     adamw,
@@ -66,7 +64,7 @@ def train(
     start = time.perf_counter()
     # The one place where config defaults are resolved: a later change fills the fields left
     # None (lr, warmup_steps, lambda_) here, e.g. ``cfg = resolve_defaults(cfg, base_info)``.
-    check(cfg.objective, cfg.feedback_loss)
+    objectives.check(cfg.objective, cfg.feedback_loss)
     model_dir, out = Path(model_dir), Path(out)
     if out.resolve() == model_dir.resolve():
         raise LfftError("--out must be a new folder, not the --model checkpoint")
@@ -212,10 +210,10 @@ def joint_loss(
         out = model(batch)
         needs_ref = settings.objective in NEEDS_REFERENCE
         ref_logps = reference_logps(model, ref, batch) if needs_ref else None
-        lm = lm_loss_of(settings, batch, out, ref_logps)
+        lm = objectives.lm_loss(settings, batch, out, ref_logps)
         if out.fb_seq_logits is None:  # the head is not trained: L = L_M
             return lm, lm, None
-        fb = feedback_loss_of(settings.feedback_loss, batch, out)
+        fb = objectives.feedback_loss(settings.feedback_loss, batch, out)
         return lm + settings.lambda_ * fb, lm, fb
 
 
@@ -229,9 +227,7 @@ def validate(
     sums = torch.zeros(4, device=device)  # loss, lm, fb (times rows), rows
     lengths = [len(e) for e in valset.examples]
     batches = plan(lengths, cfg.batch_size, cfg.batch_tokens, group=valset.group, packed=packed)
-    mine, filler = (
-        (batches, False) if ctx is None else distributed.share(batches, ctx.rank, ctx.world)
-    )
+    mine, filler = distributed.share(batches, ctx.rank, ctx.world) if ctx else (batches, False)
     for indices in mine:
         batch = to_batch(valset.examples, indices)
         loss, lm, fb = losses(batch)
@@ -247,12 +243,8 @@ def validate(
             model.reshard()
     rows = int(sums[3])
     loss, lm, fb = (sums[:3] / max(1, rows)).tolist()
-    return {
-        "split": "val",
-        "loss": loss,
-        "lm_loss": lm,
-        "fb_loss": fb if inner(model).train_head else None,
-    }, rows
+    fb = fb if inner(model).train_head else None
+    return {"split": "val", "loss": loss, "lm_loss": lm, "fb_loss": fb}, rows
 
 
 def _save(
@@ -311,7 +303,7 @@ def _backward(loss: torch.Tensor, scaler) -> None:
 
 def _examples(tokenizer, path: Path, cfg: TrainConfig, max_length: int) -> TrainSet:
     rows = read_rows(path)
-    return build(tokenizer, rows, cfg.objective, max_length, cfg.max_pairs_per_group)
+    return objectives.build(tokenizer, rows, cfg.objective, max_length, cfg.max_pairs_per_group)
 
 
 def _complete(out: Path, run_id: str) -> bool:
