@@ -58,6 +58,10 @@ RUNS: dict[str, tuple[int | str, dict]] = {
     "resumed-kto-fb": (1, {"objective": "kto", "max_steps": 40, "save_every": 4, **FB}),
 }
 KILL_AT = 12  # "resumed-*": SIGKILL once this step checkpoint exists, then --resume
+# An intended difference from trees before 41bca88 (e.g. 453c36b): their FSDP saves with the head
+# trained drew random numbers on rank 0 after the RNG state was recorded, so the torch RNG state
+# of the step checkpoints after the first save differs; weights, losses and all else do not.
+INTENDED = ("fsdp-", "-fb", "trainer_state.pt: /rng/torch")
 
 
 def prepare(work: Path) -> None:
@@ -229,6 +233,11 @@ def main() -> None:
         failed = 0
         for name in names:
             diffs = compare(work / trees[0].name / name, work / trees[1].name / name)
+            prefix, suffix, what = INTENDED
+            intended = name.startswith(prefix) and name.endswith(suffix)
+            if intended and diffs and all(d.endswith(what) for d in diffs):
+                print(f"{name}: identical but the torch RNG state after an FSDP save (intended)")
+                continue
             failed += bool(diffs)
             print(f"{name}: {'identical' if not diffs else 'DIFFERENT: ' + '; '.join(diffs[:5])}")
     sys.exit(1 if failed else 0)
