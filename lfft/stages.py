@@ -119,7 +119,7 @@ def evaluate(
 
 def can_resume(out: Path) -> bool:
     """True when a training output folder holds a step checkpoint to resume from."""
-    return bool(checkpoint.step_dirs(out))
+    return bool(checkpoint.step_dirs(out, complete=False))
 
 
 # --- the table ------------------------------------------------------------------------------

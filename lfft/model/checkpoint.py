@@ -367,13 +367,14 @@ def read_state(folder: Path, device="cpu") -> tuple[dict[str, Any], dict[str, An
     return tensors, progress
 
 
-def step_dirs(out: str | Path) -> list[Path]:
-    """Complete step checkpoints under ``out/checkpoints``, oldest first."""
+def step_dirs(out: str | Path, complete: bool = True) -> list[Path]:
+    """Step checkpoints under ``out/checkpoints``, oldest first (``complete``: with their
+    training state)."""
     root = Path(out) / CHECKPOINTS
     if not root.is_dir():
         return []
     found = [(int(m.group(1)), p) for p in root.iterdir() if (m := _STEP.match(p.name))]
-    return [p for _, p in sorted(found) if (p / STATE_JSON).exists()]
+    return [p for _, p in sorted(found) if not complete or (p / STATE_JSON).exists()]
 
 
 def step_dir(out: str | Path, step: int) -> Path:
