@@ -58,6 +58,7 @@ from lfft.io import (
     write_table,
     write_text_atomic,
 )
+from lfft.model.checkpoint import CHECKPOINTS
 from lfft.online_state import consume, copy_file_atomic, load_state, save_state
 from lfft.pipeline import key_numbers
 from lfft.report import StageResult
@@ -368,7 +369,7 @@ def step_train(rd: Round) -> dict[str, Any]:
             cfg = rd.stage_cfgs["train"]
             result = stages.train(base, rd.dir / "data", out, cfg, resume=resume)
             write_json_atomic(summary, key_numbers(result.extra, limit=6))
-        shutil.rmtree(out / "checkpoints", ignore_errors=True)  # resume state, not the model
+        shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)  # resume state, not the model
         out.rename(target)
     rd.say(f"  ✓ train     {target}")
     numbers = json.loads(summary.read_text(encoding="utf-8")) if summary.exists() else {}

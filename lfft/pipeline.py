@@ -26,6 +26,7 @@ from typing import Any
 from lfft.config import STAGE_CONFIGS, PipelineConfig, as_dict, build, load_toml
 from lfft.errors import LfftError
 from lfft.io import fingerprint, read_meta, write_json_atomic
+from lfft.model.checkpoint import INFO_FILE
 from lfft.report import StageResult
 from lfft.stages import STAGES, Layout, Stage, can_resume
 
@@ -187,7 +188,7 @@ def _producer_records(output: Path) -> list[dict[str, Any]]:
         metas = [read_meta(f) for f in files if f.suffix == ".parquet"]
     except LfftError:
         return []
-    info = _read_json(output / "lfft.json") if output.is_dir() else None
+    info = _read_json(output / INFO_FILE) if output.is_dir() else None
     if info is not None:
         if not info.get("complete", True):
             return []

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from lfft.io import rejects_path
+from lfft.model import checkpoint  # the checkpoint layout (imports no torch)
 from lfft.report import StageResult
 
 
@@ -118,7 +119,7 @@ def evaluate(
 
 def can_resume(out: Path) -> bool:
     """True when a training output folder holds a step checkpoint to resume from."""
-    return any((out / "checkpoints").glob("step-*"))
+    return bool(checkpoint.step_dirs(out, complete=False))
 
 
 # --- the table ------------------------------------------------------------------------------

@@ -13,7 +13,8 @@ import lfft
 from lfft.config import TrainConfig
 from lfft.errors import LfftError
 from lfft.model import checkpoint
-from lfft.model.train import Run, train
+from lfft.model.display import TrainDisplay
+from lfft.model.train import train
 
 pytestmark = pytest.mark.usefixtures("model_one_thread")
 
@@ -60,19 +61,19 @@ def test_resume_after_a_kill_reaches_the_same_weights(
     train(model_tiny_ckpt, model_splits, straight, cfg)
 
     resumed = tmp_path / "resumed"
-    real_step = Run._train_step
+    real_advance = TrainDisplay.advance
 
-    def dying_step(self, window):
-        if self.prog.step == 4:  # killed during step 5, after the step-3 checkpoint
+    def dying_advance(self, step):
+        if step == 5:  # killed during step 5 (before it is logged), after the step-3 checkpoint
             raise Killed
-        real_step(self, window)
+        real_advance(self, step)
 
-    monkeypatch.setattr(Run, "_train_step", dying_step)
+    monkeypatch.setattr(TrainDisplay, "advance", dying_advance)
     with pytest.raises(Killed):
         train(model_tiny_ckpt, model_splits, resumed, cfg)
     assert [p.name for p in checkpoint.step_dirs(resumed)] == ["step-3"]
     assert not (resumed / "lfft.json").exists()
-    monkeypatch.setattr(Run, "_train_step", real_step)
+    monkeypatch.setattr(TrainDisplay, "advance", real_advance)
     result = train(model_tiny_ckpt, model_splits, resumed, cfg, resume=True)
     assert result.extra["steps"] == 6
 
@@ -110,14 +111,38 @@ def test_keeps_the_last_k_step_checkpoints(model_tiny_ckpt, model_splits, tmp_pa
 def test_a_failed_save_leaves_nothing_behind(model_tiny_ckpt, tmp_path, monkeypatch):
     model, tok, head = lfft.load(model_tiny_ckpt)
 
-    def broken(folder):
+    def broken(folder, head):
         raise OSError("disk full")
 
-    monkeypatch.setattr(head, "save", broken)
+    monkeypatch.setattr(checkpoint, "save_head", broken)
     target = tmp_path / "ckpt"
     with pytest.raises(OSError):
         checkpoint.save_folder(target, model, tok, head, {"stage": "test"})
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_failed_final_save_leaves_the_run_resumable(
+    model_tiny_ckpt, model_splits, tmp_path, monkeypatch
+):
+    out = tmp_path / "run"
+    real = checkpoint.save_head
+
+    def full_disk_at_the_end(folder, head):
+        if folder.name.startswith(f".{out.name}."):  # the final folder's temporary name
+            raise OSError("disk full")
+        real(folder, head)
+
+    monkeypatch.setattr(checkpoint, "save_head", full_disk_at_the_end)
+    cfg = _cfg(max_steps=2, save_every=1)
+    with pytest.raises(OSError):
+        train(model_tiny_ckpt, model_splits, out, cfg)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # no temporary left
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoints"]  # no lfft.json: unfinished
+    assert [p.name for p in checkpoint.step_dirs(out)] == ["step-1"]
+    monkeypatch.setattr(checkpoint, "save_head", real)
+    result = train(model_tiny_ckpt, model_splits, out, cfg, resume=True)
+    assert result.extra["steps"] == 2 and (out / "metrics.parquet").exists()
+    assert (out / "checkpoints" / "step-1").is_dir()  # step checkpoints stay in the final folder
 
 
 def test_rng_state_round_trip():

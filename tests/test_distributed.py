@@ -112,8 +112,8 @@ def test_fsdp_resumes_and_saves_in_the_single_process_layout(runs):
 def test_each_micro_batch_goes_to_exactly_one_rank(world, n):
     batches = [[i] for i in range(n)]
     shares = [distributed.share(batches, r, world) for r in range(world)]
-    assert len({len(s) for s in shares}) == 1  # as many passes on every rank
-    got = sorted(b[0] for s in shares for b in s if b is not None)
+    assert len({len(mine) + filler for mine, filler in shares}) == 1  # as many passes per rank
+    got = sorted(b[0] for mine, _ in shares for b in mine)
     assert got == list(range(n))
 
 
@@ -133,3 +133,33 @@ def test_fsdp_without_several_processes_is_a_one_line_error(
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     with pytest.raises(LfftError, match="--nproc"):
         train(model_tiny_ckpt, model_splits, tmp_path / "x", TrainConfig(fsdp=True, max_steps=1))
+
+
+def test_fsdp_gathers_the_full_weights_to_save_without_drawing_random_numbers():
+    """A step checkpoint's RNG state is taken before the save; a save that drew random numbers
+    would make the resumed run's randomness (dropout) differ from the uninterrupted one."""
+    import torch.distributed as dist
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from lfft.model.feedback_lm import FeedbackLM
+    from lfft.model.head import FeedbackHead
+
+    config = LlamaConfig(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64
+    )
+    lm, head = LlamaForCausalLM(config), FeedbackHead(32)
+    want = {"lm." + k: v.clone() for k, v in lm.state_dict().items()}
+    want.update({"head." + k: v.clone() for k, v in head.state_dict().items()})
+    dist.init_process_group("gloo", rank=0, world_size=1, store=dist.HashStore())
+    try:
+        ctx = distributed.Context(1, 0, 0, torch.device("cpu"), fsdp=True, owner=False)
+        model, _ = distributed.wrap(FeedbackLM(lm, head), None, ctx)
+        rng = torch.get_rng_state()
+        got_lm, got_head = checkpoint.trained_parts(model)
+        assert torch.equal(torch.get_rng_state(), rng)
+    finally:
+        dist.destroy_process_group()
+    got = {"lm." + k: v for k, v in got_lm.state_dict().items()}
+    got.update({"head." + k: v for k, v in got_head.state_dict().items()})
+    assert got.keys() == want.keys()
+    assert all(torch.equal(got[k], want[k]) for k in want)

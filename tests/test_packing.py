@@ -126,6 +126,6 @@ def test_train_packed_has_less_padding(model_tiny_ckpt, model_splits, tmp_path):
 def test_packing_on_refuses_a_model_that_leaks(
     model_tiny_ckpt, model_splits, tmp_path, monkeypatch
 ):
-    monkeypatch.setattr("lfft.model.train.packing_works", lambda model: False)
+    monkeypatch.setattr("lfft.model.train_setup.packing_works", lambda model: False)
     with pytest.raises(LfftError, match="--packing on: LlamaForCausalLM lets packed examples"):
         train(model_tiny_ckpt, model_splits, tmp_path / "x", TrainConfig(max_steps=1, packing="on"))

@@ -4,8 +4,11 @@
     lfft train --nproc 4 --model ckpt/init --data splits/ --out ckpt/final   # runs torchrun
 
 Under torchrun (``WORLD_SIZE`` set), :func:`init` joins the process group (nccl on CUDA, gloo on
-the CPU) and :class:`DistributedRun` takes the place of :class:`~lfft.model.train.Run`: the model
-and the feedback head are wrapped together in DDP, or sharded with FSDP2 (``--fsdp``).
+the CPU) and :func:`wrap` wraps the :class:`~lfft.model.feedback_lm.FeedbackLM` (the LM and the
+feedback head together) in DDP, or shards it with FSDP2 (``--fsdp``). The training loop
+(:func:`lfft.model.train.train`) is the single-process one with a few explicit points: this
+rank's :func:`share` of each step, :func:`grad_sync` on the last micro-batch only, the logged
+sums all-reduced (:func:`all_sum`), and the checkpoint functions gathering FSDP's shards.
 
 The data is split by micro-batch. Every rank builds the same epoch plan from the seed; an
 optimizer step takes the plan's next ``grad_accum * world_size`` micro-batches and rank r
@@ -25,11 +28,9 @@ import os
 import subprocess
 import sys
 import warnings
-from collections.abc import Iterator, Sequence
-from contextlib import nullcontext
+from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -37,13 +38,8 @@ from torch import nn
 
 from lfft.config import TrainConfig
 from lfft.errors import ConfigError
-from lfft.model import checkpoint
 from lfft.model.device import pick_device
-from lfft.model.forward import ForwardOut, forward_batch
-from lfft.model.head import FeedbackHead
-from lfft.model.train import Run
-
-Share = list[list[int] | None]  # a rank's micro-batches (example indices); None: a filler
+from lfft.model.feedback_lm import FeedbackLM, is_sharded
 
 
 @dataclass(frozen=True)
@@ -80,7 +76,7 @@ def init(cfg: TrainConfig) -> Context | None:
                 f"--device {cfg.device}: under torchrun each process uses cuda:LOCAL_RANK; "
                 "pass --device cuda (or auto)"
             )
-        torch.cuda.set_device(local)  # plain "cuda" (what Run uses) is now this rank's GPU
+        torch.cuda.set_device(local)  # plain "cuda" (what training uses) is now this rank's GPU
         device = torch.device("cuda", local)
     owner = not dist.is_initialized()  # else the caller's group: used, and left to the caller
     if owner and device.type == "cuda":
@@ -113,209 +109,60 @@ def launch(nproc: int, argv: Sequence[str]) -> int:
     return subprocess.call(cmd)
 
 
-def share(batches: Sequence[list[int]], rank: int, world: int) -> Share:
-    """Rank ``rank``'s micro-batches: positions rank, rank + world, ...; every rank gets as many
-    (``ceil(len / world)``), the missing ones as None."""
-    n = -(-len(batches) // world) * world
-    return [batches[i] if i < len(batches) else None for i in range(rank, n, world)]
+def info(ctx: Context) -> dict[str, object]:
+    """What ``lfft.json`` records about the job."""
+    strategy = "fsdp" if ctx.fsdp else "ddp"
+    return {"world_size": ctx.world, "strategy": strategy, "backend": dist.get_backend()}
 
 
-class Joint(nn.Module):
-    """The LM and the feedback head (None: not trained) as one module: one forward for DDP/FSDP."""
+def wrap(
+    model: FeedbackLM, ref: FeedbackLM | None, ctx: Context
+) -> tuple[nn.Module, nn.Module | None]:
+    """``(model, reference)`` for this job: DDP replicates the model (the reference stays a plain
+    copy); FSDP2 shards both (the reference's root unit is also freed after each forward)."""
+    if ctx.fsdp:
+        return _fully_shard(model, ctx), None if ref is None else _fully_shard(ref, ctx, True)
+    from torch.nn.parallel import DistributedDataParallel as DDP
 
-    def __init__(self, model: nn.Module, head: nn.Module | None):
-        super().__init__()
-        self.model = model
-        self.head = head
-
-    def forward(self, batch) -> tuple[Any, ...]:
-        out = forward_batch(self.model, self.head, batch)  # a tuple: DDP/FSDP find its tensors
-        return out.token_logps, out.response_mask, out.fb_token_logits, out.fb_seq_logits
-
-
-class DistributedRun(Run):
-    """A :class:`~lfft.model.train.Run` on one rank: the hooks of ``Run`` made distributed."""
-
-    def __init__(self, ctx: Context, *args: Any):
-        from rich.console import Console
-
-        self.ctx = ctx
-        self.world = ctx.world
-        self.writes = ctx.rank == 0
-        self.console = None if self.writes else Console(stderr=True, quiet=True)
-        self.joint: nn.Module | None = None
-        self.ref_joint: nn.Module | None = None
-        super().__init__(*args)
-        self.info["distributed"] = {
-            "world_size": ctx.world,
-            "strategy": "fsdp" if ctx.fsdp else "ddp",
-            "backend": dist.get_backend(),
-        }
-
-    def finish(self) -> None:
-        """Write (rank 0), then leave the process group together; the run keeps only what
-        :meth:`summary` needs (the wrapped modules hold the process group: freed first)."""
-        super().finish()
-        self.joint = self.ref_joint = self.model = self.ref = self.head = None
-        self.optimizer = self.scheduler = self.params = None
-        gc.collect()
-        dist.barrier()  # rank 0 has written everything
-        if self.ctx.owner:
-            dist.destroy_process_group()
-
-    # --- setup: wrap after the models are loaded and before the optimizer is made -------------
-
-    def _load_models(self, resume_dir: Path | None) -> None:
-        if not self.ctx.fsdp:
-            super()._load_models(resume_dir)
-            return
-        device, self.device = self.device, torch.device("cpu")  # fully_shard moves the shards
-        try:
-            super()._load_models(resume_dir)
-        finally:
-            self.device = device
-
-    def _optimizer(self) -> torch.optim.Optimizer:
-        if not self.use_head:
-            self.head.requires_grad_(False)
-        self._model_cls = type(self.model)
-        joint = Joint(self.model, self.head if self.use_head else None)
-        if self.ctx.fsdp:
-            self.joint = _fully_shard(joint, self.model, self.ctx)
-            if self.ref is not None:  # frozen: its root is also freed after each forward
-                self.ref_joint = _fully_shard(Joint(self.ref, None), self.ref, self.ctx, True)
-        else:
-            from torch.nn.parallel import DistributedDataParallel as DDP
-
-            ids = [self.ctx.device.index] if self.ctx.device.type == "cuda" else None
-            self.joint = DDP(joint, device_ids=ids, forward_sync_buffers=False)
-        return super()._optimizer()  # FSDP: over the sharded parameters
-
-    # --- the loop -----------------------------------------------------------------------------
-
-    def _forward(self, batch) -> ForwardOut:
-        return ForwardOut(*self.joint(batch))
-
-    @torch.no_grad()
-    def _ref_logps(self, batch) -> torch.Tensor:
-        if self.ref_joint is None:
-            return super()._ref_logps(batch)
-        return self.ref_joint(batch)[0]
-
-    def _share(self, batches: Sequence[list[int]]) -> Iterator[list[int] | None]:
-        """This rank's micro-batches; gradients are synchronised on the last one only."""
-        mine = share(batches, self.ctx.rank, self.world)
-        for k, idx in enumerate(mine):
-            last = k == len(mine) - 1
-            if self.ctx.fsdp:
-                self.joint.set_requires_gradient_sync(last)
-                yield idx
-            else:
-                with nullcontext() if last else self.joint.no_sync():
-                    yield idx
-
-    def _all_sum(self, values: torch.Tensor) -> torch.Tensor:
-        dist.all_reduce(values)
-        return values
-
-    def _log(self, window) -> dict[str, Any]:
-        """Sum the logging window over ranks first: the logged losses are those of all ranks."""
-        self._all_sum(window.sums)
-        counts = torch.tensor([window.n, window.tokens, window.positions], device=self.ctx.device)
-        window.n, window.tokens, window.positions = self._all_sum(counts).tolist()
-        if hasattr(window.grad_norm, "full_tensor"):  # FSDP: a DTensor
-            window.grad_norm = window.grad_norm.full_tensor()
-        return super()._log(window)
-
-    def _validate(self) -> dict[str, Any]:
-        row = super()._validate()
-        if self.ctx.fsdp:  # forwards without a backward leave the root unit's weights gathered
-            self.joint.reshard()
-        return row
-
-    # --- checkpoints: every rank gathers (FSDP), rank 0 writes ---------------------------------
-
-    def _saved_parts(self) -> tuple[Any, FeedbackHead] | None:
-        if not self.ctx.fsdp:
-            return (self.model, self.head) if self.writes else None
-        from torch.distributed.checkpoint.state_dict import get_model_state_dict
-
-        state = get_model_state_dict(self.joint, options=_full(cpu_offload=True))
-        if not self.writes:
-            return None
-        with torch.device("meta"):  # no memory and no random init: the weights are assigned
-            model = self._model_cls(self.model_config)
-        model.load_state_dict(_part(state, "model."), assign=True)
-        model.tie_weights()
-        head = self.head
-        if self.use_head:
-            head = FeedbackHead.from_config(self.head.config)
-            head.load_state_dict(_part(state, "head."))
-        return model, head
-
-    def _optimizer_state(self) -> dict[str, Any]:
-        if not self.ctx.fsdp:
-            return super()._optimizer_state()
-        from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
-
-        full = get_optimizer_state_dict(self.joint, self.optimizer, options=_full(True))
-        if not self.writes:
-            return {}
-        # torch's own Optimizer.state_dict() layout: the checkpoint resumes in any mode
-        index = {name: i for i, name in enumerate(self._param_names())}
-        return {
-            "state": {index[n]: s for n, s in full["state"].items() if n in index},
-            "param_groups": self.optimizer.state_dict()["param_groups"],
-        }
-
-    def _load_optimizer(self, state: dict[str, Any]) -> None:
-        if not self.ctx.fsdp:
-            super()._load_optimizer(state)
-            return
-        from torch.distributed.checkpoint.state_dict import set_optimizer_state_dict
-
-        names = self._param_names()
-        full = {
-            "state": {names[i]: s for i, s in state["state"].items()},
-            "param_groups": [
-                {**g, "params": [names[i] for i in g["params"]]} for g in state["param_groups"]
-            ],
-        }
-        set_optimizer_state_dict(self.joint, self.optimizer, full, options=_full())
-
-    def _param_names(self) -> list[str]:
-        """Names (in ``self.joint``) of the optimizer's parameters, in the optimizer's order."""
-        names = {id(p): n for n, p in self.joint.named_parameters()}
-        return [names[id(p)] for g in self.optimizer.param_groups for p in g["params"]]
-
-    def _load_weights(self, folder: Path) -> None:
-        if not self.ctx.fsdp:
-            super()._load_weights(folder)
-            return
-        from torch.distributed.checkpoint.state_dict import set_model_state_dict
-
-        model = checkpoint.load_model(folder)
-        state = {"model." + k: v for k, v in model.state_dict().items()}
-        if self.use_head:
-            head = checkpoint.load_head(folder)
-            state.update({"head." + k: v for k, v in head.state_dict().items()})
-        else:
-            self.head.load(folder)
-        set_model_state_dict(self.joint, state, options=_full())
+    ids = [ctx.device.index] if ctx.device.type == "cuda" else None
+    return DDP(model, device_ids=ids, forward_sync_buffers=False), ref
 
 
-def _full(cpu_offload: bool = False):
-    from torch.distributed.checkpoint.state_dict import StateDictOptions
-
-    return StateDictOptions(full_state_dict=True, cpu_offload=cpu_offload)
-
-
-def _part(state: dict[str, Any], prefix: str) -> dict[str, Any]:
-    return {k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)}
+def share(batches: Sequence[list[int]], rank: int, world: int) -> tuple[list[list[int]], bool]:
+    """``(mine, filler)``: rank ``rank``'s micro-batches (positions rank, rank + world, ...) and
+    whether it must run one more pass that adds nothing, so that every rank runs as many
+    (``ceil(len / world)``)."""
+    mine = list(batches[rank::world])
+    return mine, len(mine) < -(-len(batches) // world)
 
 
-def _fully_shard(joint: Joint, model, ctx: Context, reshard_root: bool | None = None):
-    """FSDP2: each transformer block (the model's ``_no_split_modules``) is one unit; the rest
+def grad_sync(model: nn.Module, last: bool) -> AbstractContextManager:
+    """Around a micro-batch's forward and backward: gradients are synchronised over ranks on the
+    step's ``last`` micro-batch only (DDP ``no_sync``, FSDP ``set_requires_gradient_sync``)."""
+    if is_sharded(model):
+        model.set_requires_gradient_sync(last)
+    elif isinstance(model, nn.parallel.DistributedDataParallel) and not last:
+        return model.no_sync()
+    return nullcontext()
+
+
+def all_sum(values: torch.Tensor) -> torch.Tensor:
+    """``values`` summed over ranks (in place)."""
+    dist.all_reduce(values)
+    return values
+
+
+def close(ctx: Context) -> None:
+    """Leave the process group together, after rank 0 has written everything. The caller drops
+    its wrapped modules first: they hold the process group."""
+    gc.collect()
+    dist.barrier()
+    if ctx.owner:
+        dist.destroy_process_group()
+
+
+def _fully_shard(model: FeedbackLM, ctx: Context, reshard_root: bool | None = None):
+    """FSDP2: each transformer block (the LM's ``_no_split_modules``) is one unit; the rest
     (embeddings, final norm, LM head, feedback head) is the root unit."""
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.fsdp import fully_shard
@@ -323,8 +170,8 @@ def _fully_shard(joint: Joint, model, ctx: Context, reshard_root: bool | None = 
     # forward_batch makes no in-place change to the outputs FSDP warns about
     warnings.filterwarnings("ignore", message="FSDP2-wrapped module .* returned a view tensor")
     mesh = init_device_mesh(ctx.device.type, (ctx.world,))
-    blocks = set(getattr(model, "_no_split_modules", None) or ())
-    for module in model.modules():
+    blocks = set(getattr(model.lm, "_no_split_modules", None) or ())
+    for module in model.lm.modules():
         if type(module).__name__ in blocks:
             fully_shard(module, mesh=mesh)
-    return fully_shard(joint, mesh=mesh, reshard_after_forward=reshard_root)
+    return fully_shard(model, mesh=mesh, reshard_after_forward=reshard_root)

@@ -30,7 +30,7 @@ from lfft.io import ArtifactWriter, fingerprints, read_table, write_json_atomic
 from lfft.model import metrics as M
 from lfft.model import plots
 from lfft.model.batching import batches, collate, encode, prompt_ids, render_prompt
-from lfft.model.checkpoint import load
+from lfft.model.checkpoint import METRICS_FILE, load
 from lfft.model.device import pick_device, pick_dtype
 from lfft.model.forward import forward_batch
 from lfft.model.generate import generate_texts
@@ -290,7 +290,7 @@ def evaluate(
     )
     if png:
         outputs["calibration_plot"] = png
-    png = plots.training_curves(model_dir / "metrics.parquet", out_dir / "training.png")
+    png = plots.training_curves(model_dir / METRICS_FILE, out_dir / "training.png")
     if png:
         outputs["training_plot"] = png
     return StageResult(

@@ -9,7 +9,7 @@ each example. Either way an example's outputs do not depend on the others in its
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -20,8 +20,9 @@ from lfft.model.batching import Batch
 _LOGIT_TRANSFORMS = ("final_logit_softcapping", "logit_scale", "logits_scaling")
 
 
-@dataclass
-class ForwardOut:
+class ForwardOut(NamedTuple):
+    """A tuple, so that DDP and FSDP2 find its tensors (FSDP hooks the backward through them)."""
+
     token_logps: torch.Tensor  # (B,T) float32: log p(ids[t] | ids[<t]) at response tokens, 0 else
     response_mask: torch.Tensor  # (B,T) bool
     fb_token_logits: torch.Tensor | None  # (B,T) float32; None without a head

@@ -2,18 +2,16 @@
 
 It gives one logit per token. A row's sequence-level score is the logit at its last response
 token (``sigmoid`` -> predicted probability that the feedback is positive, or the predicted score);
-token-level feedback trains the logits of every response token. The head stays in fp32.
+token-level feedback trains the logits of every response token. The head stays in fp32. Its file
+in a checkpoint folder is written and read by :mod:`lfft.model.checkpoint`.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
-
-HEAD_FILE = "feedback_head.safetensors"
 
 
 class FeedbackHead(nn.Module):
@@ -31,20 +29,9 @@ class FeedbackHead(nn.Module):
 
     @property
     def config(self) -> dict[str, Any]:
-        return {"type": "linear", "hidden_size": self.hidden_size, "file": HEAD_FILE}
+        """What rebuilds the head (:meth:`from_config`); ``lfft.json`` keeps it under ``head``."""
+        return {"type": "linear", "hidden_size": self.hidden_size}
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> FeedbackHead:
         return cls(int(config["hidden_size"]))
-
-    def save(self, folder: str | Path) -> None:
-        from safetensors.torch import save_file
-
-        state = {k: v.detach().float().cpu().contiguous() for k, v in self.state_dict().items()}
-        save_file(state, str(Path(folder) / HEAD_FILE), metadata={"format": "pt"})
-
-    def load(self, folder: str | Path, device: torch.device | str = "cpu") -> FeedbackHead:
-        from safetensors.torch import load_file
-
-        self.load_state_dict(load_file(str(Path(folder) / HEAD_FILE), device=str(device)))
-        return self
