@@ -109,12 +109,12 @@ class InitConfig:
 class TrainConfig:
     objective: str = "sft"  # sft|filtered|weighted|unlikelihood|kto|dpo
     feedback_loss: str = "auto"  # auto|bce|mse|token|none
-    lambda_: float = 0.5
+    lambda_: float | None = None  # None: by the base (lfft/model/defaults.py)
     max_steps: int | None = None
     epochs: float = 1.0
-    lr: float = 1e-3
+    lr: float | None = None  # None: by the base and objective (lfft/model/defaults.py)
     weight_decay: float = 0.0
-    warmup_steps: int = 10
+    warmup_steps: int | None = None  # None: by the base (lfft/model/defaults.py)
     batch_size: int = 16  # sequences per micro-batch (upper bound)
     batch_tokens: int = 8192  # token budget per micro-batch
     grad_accum: int = 1

@@ -29,7 +29,7 @@ from lfft import __version__
 from lfft.config import TrainConfig, as_dict
 from lfft.errors import LfftError, NoUsableRows
 from lfft.io import _hash_json, fingerprints, read_table, write_table
-from lfft.model import checkpoint
+from lfft.model import checkpoint, defaults
 from lfft.model.batching import (
     Example,
     collate,
@@ -99,7 +99,8 @@ def train(
     model_dir, out = Path(model_dir), Path(out)
     if out.resolve() == model_dir.resolve():
         raise LfftError("--out must be a new folder, not the --model checkpoint")
-    checkpoint.read_info(model_dir)
+    # the one place where unset defaults (lr, warmup, lambda) are filled in, from the base
+    cfg, chosen = defaults.resolve(cfg, checkpoint.read_info(model_dir))
     train_path, val_path = split_paths(data_dir)
     inputs = fingerprints([model_dir, train_path] + ([val_path] if val_path else []))
     run_id = _hash_json({"stage": "train", "config": as_dict(cfg), "inputs": inputs})
@@ -115,10 +116,12 @@ def train(
         (out / checkpoint.INFO_FILE).unlink(missing_ok=True)
     args = (model_dir, train_path, val_path, out, cfg, steps[-1] if steps else None)
     run = Run(*args) if ctx is None else distributed.DistributedRun(ctx, *args)
-    run.info.update(inputs=inputs, fingerprint=run_id)
+    run.info.update(inputs=inputs, fingerprint=run_id, **chosen.record())
     run.fit()
     run.finish()
-    return run.summary(time.perf_counter() - start)
+    result = run.summary(time.perf_counter() - start)
+    result.extra.update(chosen.summary())
+    return result
 
 
 def split_paths(data: str | Path) -> tuple[Path, Path | None]:
