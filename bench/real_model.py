@@ -36,7 +36,7 @@ import sys
 import time
 import zipfile
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from itertools import zip_longest
 from pathlib import Path
 from typing import Any
@@ -489,18 +489,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     a = p.parse_args(argv)
     if a.samples < 2:
         p.error("--samples must be at least 2 (half of them from each variant)")
-    given = tuple((x.split("=")[0], float(x.split("=")[1])) for x in a.given_lr)
-    s = Settings(
-        work=a.work,
-        cache=a.cache,
-        steps=a.steps,
-        batch_size=a.batch_size,
-        train_prompts=a.train_prompts,
-        samples=a.samples,
-        eval_prompts=a.eval_prompts,
-        objectives=tuple(a.objectives),
-        given_lr=given,
-    )
+    args = vars(a) | {
+        "objectives": tuple(a.objectives),
+        "given_lr": tuple((x.split("=")[0], float(x.split("=")[1])) for x in a.given_lr),
+    }
+    s = Settings(**{f.name: args[f.name] for f in fields(Settings) if f.name in args})
     torch.set_num_threads(a.threads)
     start = time.perf_counter()
     report = run(s, a.fresh)
