@@ -168,12 +168,18 @@ class TrainConfig:
         "sft", "What L_M learns from the feedback (docs/objectives.md)."
     )
     feedback_loss: Literal["auto", "bce", "mse", "token", "none"] = opt("auto", "L_F's loss.")
-    lambda_: float = opt(0.5, "Weight of L_F in L = L_M + lambda * L_F.", ge=0)
+    lambda_: float | None = opt(
+        None, "Weight of L_F in L = L_M + lambda * L_F (none: by the base, docs/training.md).", ge=0
+    )
     max_steps: int | None = opt(None, "Optimizer steps (none: from --epochs).", ge=0)
     epochs: float = opt(1.0, "Passes over the train split (fractions allowed).", gt=0)
-    lr: float = opt(1e-3, "Peak learning rate.", gt=0)
+    lr: float | None = opt(
+        None, "Peak learning rate (none: by the base and objective, docs/training.md).", gt=0
+    )
     weight_decay: float = opt(0.0, "AdamW weight decay (not on norms and biases).", ge=0)
-    warmup_steps: int = opt(10, "Linear warmup steps (at most half the run).", ge=0)
+    warmup_steps: int | None = opt(
+        None, "Linear warmup steps, at most half the run (none: by the base).", ge=0
+    )
     batch_size: int = opt(16, "Sequences per micro-batch (upper bound).", ge=1)
     batch_tokens: int = opt(8192, "Token budget per micro-batch.", ge=1)
     grad_accum: int = opt(1, "Micro-batches per optimizer step.", ge=1)

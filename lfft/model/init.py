@@ -11,6 +11,7 @@ only when ``HF_HUB_OFFLINE`` is not set).
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import time
 from pathlib import Path
@@ -22,6 +23,7 @@ from lfft.config import InitConfig, as_dict
 from lfft.errors import LfftError
 from lfft.io import _hash_json, count_rows, fingerprints
 from lfft.model import checkpoint
+from lfft.model.defaults import is_pretrained
 from lfft.model.head import FeedbackHead
 from lfft.model.tiny import llama_config
 from lfft.model.tokenizer import make_chat_ready, split_texts, train_tokenizer
@@ -35,6 +37,7 @@ def init(out: str | Path, cfg: InitConfig) -> StageResult:
     checkpoint.quiet_transformers()
     torch.manual_seed(cfg.seed)
     model, tokenizer, kind = load_base(cfg)
+    pretrained = is_pretrained_base(cfg.base, kind)
     changed = make_chat_ready(tokenizer)
     hidden = model.get_output_embeddings().in_features
     torch.manual_seed(cfg.seed + 1)
@@ -47,6 +50,7 @@ def init(out: str | Path, cfg: InitConfig) -> StageResult:
         "version": __version__,
         "base": cfg.base,
         "base_kind": kind,
+        "pretrained": pretrained,  # sets train's defaults (lfft/model/defaults.py)
         "config": config,
         "inputs": inputs,
         "trust_remote_code": cfg.trust_remote_code,
@@ -63,7 +67,7 @@ def init(out: str | Path, cfg: InitConfig) -> StageResult:
         seconds=time.perf_counter() - start,
         outputs={"checkpoint": out},
         extra={
-            "base": f"{cfg.base} ({kind})",
+            "base": f"{cfg.base} ({kind}, {'pretrained' if pretrained else 'from scratch'})",
             "model": model.config.model_type,
             "parameters": params,
             "vocab": len(tokenizer),
@@ -85,6 +89,17 @@ def load_base(cfg: InitConfig):
     if path.exists() or base.startswith((".", "/", "~")) or os.sep * 2 in base:
         raise LfftError(f"--base {base}: no such model folder")
     return (*_hub(base, cfg), "hub")
+
+
+def is_pretrained_base(base: str, kind: str) -> bool:
+    """Whether the weights of a base of this ``kind`` were trained before: the tiny base's are
+    random; a folder that is itself an lfft checkpoint keeps the flag its ``lfft.json`` holds."""
+    if kind == "tiny":
+        return False
+    info = Path(base).expanduser() / checkpoint.INFO_FILE
+    if kind == "local" and info.is_file():
+        return is_pretrained(json.loads(info.read_text(encoding="utf-8")))[0]
+    return True
 
 
 def _tiny(cfg: InitConfig):

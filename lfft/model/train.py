@@ -28,7 +28,7 @@ from rich.console import Console
 from lfft.config import TrainConfig, as_dict
 from lfft.errors import LfftError, NoUsableRows
 from lfft.io import _hash_json, fingerprints, write_table
-from lfft.model import checkpoint, distributed, objectives
+from lfft.model import checkpoint, defaults, distributed, objectives
 from lfft.model.batching import Batch, plan
 from lfft.model.device import pick_device, pick_dtype
 from lfft.model.display import TrainDisplay
@@ -62,13 +62,13 @@ def train(
 ) -> StageResult:
     """Train from the checkpoint ``model_dir`` on ``data_dir``'s splits into ``out``."""
     start = time.perf_counter()
-    # The one place where config defaults are resolved: a later change fills the fields left
-    # None (lr, warmup_steps, lambda_) here, e.g. ``cfg = resolve_defaults(cfg, base_info)``.
     objectives.check(cfg.objective, cfg.feedback_loss)
     model_dir, out = Path(model_dir), Path(out)
     if out.resolve() == model_dir.resolve():
         raise LfftError("--out must be a new folder, not the --model checkpoint")
     base_info = checkpoint.read_info(model_dir)
+    # the one place where unset defaults (lr, warmup, lambda) are filled in, from the base
+    cfg, chosen = defaults.resolve(cfg, base_info)
     train_path, val_path = split_paths(data_dir)
     inputs = fingerprints([model_dir, train_path] + ([val_path] if val_path else []))
     run_id = _hash_json({"stage": "train", "config": as_dict(cfg), "inputs": inputs})
@@ -115,7 +115,7 @@ def train(
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(warmup, total))
     scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
     info = run_info(cfg, base_info, model_dir, trainset, valset, settings, packed)
-    info.update(inputs=inputs, fingerprint=run_id)
+    info.update(inputs=inputs, fingerprint=run_id, **chosen.record())
     if ctx is not None:
         info["distributed"] = distributed.info(ctx)
     state = TrainState()
@@ -197,7 +197,9 @@ def train(
     device_text = f"{device.type} {str(dtype).removeprefix('torch.')}"
     packing = (packed, padded_share)
     elapsed = time.perf_counter() - start
-    return summary(cfg, state, trainset, settings, packing, device_text, out, elapsed)
+    result = summary(cfg, state, trainset, settings, packing, device_text, out, elapsed)
+    result.extra.update(chosen.summary())
+    return result
 
 
 def joint_loss(
