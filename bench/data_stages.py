@@ -119,68 +119,156 @@ def count_rows(path: Path) -> int:
     return count(path)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sessions", type=int, default=100_000)
-    ap.add_argument("--work", type=Path, default=HERE / "out" / "data")
-    ap.add_argument("--pandas", action="store_true", help="also run the pandas reference")
-    ap.add_argument("--workers", type=int, help="--workers for collect, clean and normalize")
-    ap.add_argument("--keep", action="store_true", help="keep the logs and artifacts")
-    args = ap.parse_args()
+STAGES = [  # (stage, its input artifact (None: the logs), its output, takes --workers)
+    ("collect", None, "interactions.parquet", True),
+    ("clean", "interactions.parquet", "clean.parquet", True),
+    ("normalize", "clean.parquet", "feedback.parquet", True),
+    ("split", "feedback.parquet", "splits", False),
+]
 
-    work: Path = args.work / f"s{args.sessions}"
+
+def run_size(sessions: int, args, pandas: bool) -> dict:
+    """Synthesize (or reuse) the logs of ``sessions`` sessions and measure every step on them."""
+    work: Path = args.work / f"s{sessions}"
     logs = work / "logs"
     if not logs.exists():
-        synth = ["synth", "--out", str(logs), "--sessions", str(args.sessions), "--files", "8"]
+        synth = ["synth", "--out", str(logs), "--sessions", str(sessions), "--files", "8"]
         m = measure([*LFFT, *synth, "-q"])
-        print(f"synth: {m['wall']:.1f} s", file=sys.stderr)
+        print(f"synth {sessions:,}: {m['wall']:.1f} s", file=sys.stderr)
     size_mb = sum(p.stat().st_size for p in log_files(logs)) / 2**20
-
     floor = measure([sys.executable, __file__, "--_floor", str(logs)])
     lines = int(floor["stdout"].strip())
-    results = [("json.loads floor", lines, floor)]
-    workers = [] if args.workers is None else ["--workers", str(args.workers)]
-    # (stage, its input artifact (None: the logs), its output, extra arguments)
-    stages = [
-        ("collect", None, "interactions.parquet", workers),
-        ("clean", "interactions.parquet", "clean.parquet", workers),
-        ("normalize", "clean.parquet", "feedback.parquet", workers),
-        ("split", "feedback.parquet", "splits", []),
-    ]
-    for name, src, out, extra in stages:
+    steps = [("json.loads floor", lines, floor)]
+    workers: list[tuple[str, dict, dict]] = []
+    for name, src, out, parallel in STAGES:
         rows = lines if src is None else count_rows(work / src)
-        source = str(logs) if src is None else str(work / src)
-        print(f"{name} ...", file=sys.stderr)
-        cmd = [*LFFT, name, source, "--out", str(work / out), *extra, "-q"]
-        results.append((f"lfft {name}", rows, measure(cmd)))
-    chain = [m for name, _, m in results if name.startswith("lfft")]
-    if args.pandas:
+        cmd = [*LFFT, name, str(logs) if src is None else str(work / src), "--out"]
+        print(f"{name} {sessions:,} ...", file=sys.stderr)
+        one = measure([*cmd, str(work / out), "-q"])
+        steps.append((f"lfft {name}", rows, one))
+        if args.compare_workers and parallel:
+            other = work / f"w{args.compare_workers}-{out}"
+            n = ["--workers", str(args.compare_workers), "-q"]
+            workers.append((name, one, measure([*cmd, str(other), *n])))
+            shutil.rmtree(other, ignore_errors=True) if other.is_dir() else other.unlink()
+    if pandas:
         print("pandas ...", file=sys.stderr)
         cmd = [sys.executable, __file__, "--_pandas", str(logs), str(work / "pd.parquet")]
-        results.append(("pandas script (same joins)", lines, measure(cmd)))
-
-    print(
-        f"\n`{' '.join(['bench/data_stages.py', *sys.argv[1:]])}`: {args.sessions:,} sessions, "
-        f"{lines:,} lines, {size_mb:,.0f} MiB of logs; {platform.node()}, {os.cpu_count()} cores, "
-        f"Python {platform.python_version()}\n"
-    )
-    print(
-        "| step | rows in | wall s | CPU s | rows/s | peak RSS MiB | wall / floor | CPU / floor "
-        "| load avg |"
-    )
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-    for name, rows, m in results:
-        ratios = f"{m['wall'] / floor['wall']:.2f}x | {m['cpu'] / floor['cpu']:.2f}x"
-        print(
-            f"| {name} | {rows:,} | {m['wall']:.1f} | {m['cpu']:.1f} | {rows / m['wall']:,.0f} "
-            f"| {m['rss']:,.0f} | {ratios} | {m['load']:.1f} |"
-        )
-    wall, cpu = sum(m["wall"] for m in chain), sum(m["cpu"] for m in chain)
-    peak = max(m["rss"] for m in chain)
-    total = f"**{wall:.1f}** | **{cpu:.1f}** | | {peak:,.0f}"
-    print(f"| **lfft chain (collect→split)** | | {total} | | | |")
+        steps.append(("pandas script (same joins)", lines, measure(cmd)))
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
+    return {
+        "sessions": sessions,
+        "lines": lines,
+        "mib": size_mb,
+        "steps": steps,
+        "workers": workers,
+    }
+
+
+def print_steps(run: dict) -> None:
+    print(f"\n{run['sessions']:,} sessions ({run['lines']:,} lines, {run['mib']:,.0f} MiB)\n")
+    print(
+        "| step | rows in | wall s | CPU s | rows/s (wall) | rows/CPU s | peak RSS MiB "
+        "| CPU / floor | load avg |"
+    )
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    floor_cpu = run["steps"][0][2]["cpu"]
+    for name, rows, m in run["steps"]:
+        print(
+            f"| {name} | {rows:,} | {m['wall']:.1f} | {m['cpu']:.1f} | {rows / m['wall']:,.0f} "
+            f"| {rows / m['cpu']:,.0f} | {m['rss']:,.0f} | {m['cpu'] / floor_cpu:.2f}x "
+            f"| {m['load']:.1f} |"
+        )
+    wall, cpu, peak = chain(run)
+    total = f"**{wall:.1f}** | **{cpu:.1f}** | | | {peak:,.0f}"
+    print(f"| **lfft chain (collect→split)** | | {total} | | |")
+
+
+def chain(run: dict) -> tuple[float, float, float]:
+    ms = [m for name, _, m in run["steps"] if name.startswith("lfft")]
+    return sum(m["wall"] for m in ms), sum(m["cpu"] for m in ms), max(m["rss"] for m in ms)
+
+
+def print_sizes(runs: list[dict]) -> None:
+    """Peak RSS and CPU seconds of each stage side by side, one column pair per size."""
+    a, b = runs[0], runs[-1]
+    sa, sb = _short(a["sessions"]), _short(b["sessions"])
+    per = f"CPU s per 100k sessions at {sb}"
+    print(f"\n| stage | peak RSS, {sa} | peak RSS, {sb} | CPU s, {sa} | CPU s, {sb} | {per} |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    steps_b = {name: m for name, _, m in b["steps"]}
+    for name, _, m in a["steps"]:
+        if not name.startswith("lfft") or name not in steps_b:
+            continue
+        n = steps_b[name]
+        print(
+            f"| {name[5:]} | {m['rss']:,.0f} MiB | {n['rss']:,.0f} MiB | {m['cpu']:.1f} "
+            f"| {n['cpu']:.1f} | {n['cpu'] * 100_000 / b['sessions']:.1f} |"
+        )
+
+
+def print_workers(runs: list[dict], n: int) -> None:
+    print(
+        f"\n| stage, input | 1 process: wall s / CPU s / peak RSS | {n} workers: wall s / CPU s / "
+        "peak RSS | CPU added |"
+    )
+    print("| --- | --- | --- | ---: |")
+    for run in runs:
+        for name, one, many in run["workers"]:
+            cells = [f"{m['wall']:.1f} / {m['cpu']:.1f} / {m['rss']:,.0f} MiB" for m in (one, many)]
+            added = many["cpu"] / one["cpu"] - 1
+            print(f"| {name}, {run['sessions']:,} sessions | {' | '.join(cells)} | {added:+.0%} |")
+
+
+def print_targets(run: dict) -> None:
+    """Issue 2's targets, on the largest input."""
+    wall, cpu, peak = chain(run)
+    steps = {name: m for name, _, m in run["steps"]}
+    ratio = steps["lfft collect"]["cpu"] / steps["json.loads floor"]["cpu"]
+    rss = max(m["rss"] for name, _, m in run["steps"] if name.startswith("lfft"))
+    print(f"\n| target (issue 2), {run['sessions']:,} sessions | result | met |")
+    print("| --- | --- | --- |")
+    took = f"{wall:.1f} s ({cpu:.1f} s of CPU)"
+    print(f"| whole chain under 3 minutes (wall) | {took} | {_yes(wall < 180)} |")
+    print(f"| peak RSS under 2 GiB | {rss:,.0f} MiB | {_yes(rss < 2048)} |")
+    print(f"| collect within 3x of json.loads (CPU) | {ratio:.2f}x | {_yes(ratio <= 3)} |")
+
+
+def _short(n: int) -> str:
+    return f"{n // 10**6}M" if n % 10**6 == 0 else f"{n // 1000}k" if n % 1000 == 0 else f"{n:,}"
+
+
+def _yes(ok: bool) -> str:
+    return "yes" if ok else "no"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sessions", type=int, nargs="+", default=[100_000])
+    ap.add_argument("--work", type=Path, default=HERE / "out" / "data")
+    ap.add_argument("--pandas", action="store_true", help="the pandas reference (smallest size)")
+    ap.add_argument(
+        "--compare-workers",
+        type=int,
+        metavar="N",
+        help="also collect/clean/normalize with N workers",
+    )
+    ap.add_argument("--keep", action="store_true", help="keep the logs and artifacts")
+    args = ap.parse_args()
+    sizes = sorted(args.sessions)
+    runs = [run_size(n, args, pandas=args.pandas and n == sizes[0]) for n in sizes]
+    print(
+        f"\n`{' '.join(['bench/data_stages.py', *sys.argv[1:]])}`: {platform.node()}, "
+        f"{os.cpu_count()} cores, Python {platform.python_version()}"
+    )
+    for run in runs:
+        print_steps(run)
+    if len(runs) > 1:
+        print_sizes(runs)
+    if args.compare_workers:
+        print_workers(runs, args.compare_workers)
+    print_targets(runs[-1])
 
 
 if __name__ == "__main__":

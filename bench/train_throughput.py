@@ -1,108 +1,72 @@
 """Training throughput on the CPU: `lfft train` against a bare PyTorch loop and TRL (a benchmark,
 not a test).
 
-    .venv/bin/python bench/train_throughput.py                 # lfft and the bare loop
-    PYTHONPATH=... python bench/train_throughput.py --trl      # + TRL's SFTTrainer / KTOTrainer
+    .venv/bin/python bench/train_throughput.py             # lfft and the bare loops
+    .venv-bench/bin/python bench/train_throughput.py --trl # + every TRL setting (make bench-train)
 
-Same model (a 3.5M-parameter GPT-2: 4 layers, width 64, the GPT-2 tokenizer), same data (the
-LLaMA-Factory KTO demo in ``shared/datasets``: real multi-turn chats with thumbs), same maximum
-length and batch size, same thread count. Each contender runs in its own process (its peak RSS is
-its own) for ``--steps`` optimizer steps; the first ``--warmup`` steps are not timed. Useful
-tokens are the non-pad tokens of the batches (prompt and response). Prints a Markdown table for
-``docs/benchmarks.md``.
+Same model (a 3.5M-parameter GPT-2: 4 layers, width 64, the GPT-2 tokenizer built from the merges
+in ``data/samples/models/gpt2-tokenizer``), same data (the LLaMA-Factory KTO demo slice in
+``data/samples/formats``: real multi-turn chats with thumbs), same maximum length, batch size,
+learning rate and thread count, fp32. Each run is its own process (its peak RSS is its own) and
+trains ``--steps`` optimizer steps; the first ``--warmup`` are not timed. Useful tokens are the
+non-pad tokens of the batches (prompt and response). Time is wall time and CPU time (user + sys,
+all threads) from the end of step ``--warmup`` to the end of the last step, read at every torch
+optimizer step. The runs are interleaved (round robin, ``--repeat`` rounds, TRL's settings spread
+over the rounds) and the table gives medians, the ratios those of the CPU-time rates, which a
+shared machine disturbs less than wall time. Prints the Markdown tables of docs/benchmarks.md.
 
 - ``lfft sft``: ``lfft train --objective sft --feedback-loss none`` (L_M alone, like the others);
-  ``lfft sft packed`` is the same with ``--packing on`` (padding-free packed rows);
-  ``lfft sft+F`` adds the feedback head (lambda 0.5); ``lfft kto`` is KTO with its reference.
-- ``bare loop``: the loop a user would write over the very same batches (lfft's length-grouped
-  plan): ``model(input_ids, attention_mask, labels)``, backward, clip, AdamW.
-- ``trl ...`` (``--trl``; TRL is an optional extra installed in the benchmark's environment only):
-  SFTTrainer without and with packing (TRL's default ``bfd`` packing, padding-free), and
-  KTOTrainer; in fp32 without activation checkpointing like the others (TRL's CPU defaults turn
-  on bf16 autocast and checkpointing).
+  ``lfft sft packed`` with ``--packing on``; ``lfft sft+F`` adds the feedback head (lambda 0.5);
+  ``lfft kto``: KTO with its frozen reference model.
+- ``bare loop``: what a user writes by hand over lfft's very batches (same examples, same order),
+  with lfft's tricks: the backbone's hidden states, the LM head on the positions that predict a
+  response token only, cross-entropy; no padding mask (right padding under a causal mask: no real
+  token sees a pad); clip, AdamW. ``bare loop, full logits`` is the textbook
+  ``model(input_ids, attention_mask, labels)``: logits at every position.
+- ``trl ...`` (``--trl``): every setting in bench/trl_runs.py.
 """
 
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
 import platform
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SHARED = HERE.parents[1] / "shared"
-DATA = SHARED / "datasets" / "llamafactory-kto-en-demo" / "kto_en_demo.json"
-GPT2_TOKENIZER = SHARED / "models" / "gpt2-tokenizer"
-LFFT = ["lfft sft", "lfft sft packed", "lfft sft+F", "lfft kto", "bare loop"]
-TRL = ["trl sft", "trl sft packed", "trl kto"]
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))  # trl_runs and train_setup, beside this file
+from train_setup import StepClock, prepare  # noqa: E402
+
+DATA = ROOT / "data" / "samples" / "formats" / "llamafactory-kto-en-demo" / "kto_en_demo.json"
+LFFT = {
+    "lfft sft": "`--objective sft --feedback-loss none`",
+    "lfft sft packed": "the same, `--packing on`",
+    "lfft sft+F": "sft + the feedback head (λ 0.5)",
+    "lfft kto": "KTO, frozen reference; reference point: {kto_ref}",
+}
+BARE = {
+    "bare loop": "hidden states → LM head on response positions only → CE",
+    "bare loop, full logits": "`model(input_ids, attention_mask, labels)`: logits everywhere",
+}
+TRL_KTO_REFERENCE = "mismatched prompt/completion pairs (KL completions)"
 
 
-def rows_from_demo() -> list[dict]:
-    """The KTO demo as SPLIT rows: the last assistant turn is the response, the rest context."""
-    from lfft.data.records import interaction
-
-    rows = []
-    for i, rec in enumerate(json.loads(DATA.read_text(encoding="utf-8"))):
-        msgs = rec["messages"]
-        row = interaction(
-            session_id=f"s{i}",
-            prompt=msgs[-2]["content"],
-            response=msgs[-1]["content"],
-            source="bench",
-            context=msgs[:-2],
-        )
-        label = int(bool(rec["label"]))
-        row.update(
-            score=float(label),
-            label=label,
-            weight=1.0,
-            signal="binary",
-            target=row["response"],
-            token_spans=[],
-            critique=None,
-            group_id=f"g{i}",
-        )
-        rows.append(row)
-    return rows
-
-
-def prepare(work: Path) -> None:
-    """Write the split and the starting checkpoint (GPT-2 base + head) into ``work``."""
-    import torch
-    from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
-
-    from lfft.config import InitConfig
-    from lfft.data.records import to_table
-    from lfft.io import write_table
-    from lfft.model.init import init
-    from lfft.schemas import FEEDBACK, SPLIT, make_metadata
-
-    write_table(
-        work / "train.parquet", to_table(rows_from_demo(), FEEDBACK), SPLIT, make_metadata("split")
-    )
-    torch.manual_seed(0)
-    base = work / "gpt2"
-    config = GPT2Config(n_layer=4, n_embd=64, n_head=4, n_positions=512)
-    GPT2LMHeadModel(config).save_pretrained(base)
-    AutoTokenizer.from_pretrained(GPT2_TOKENIZER).save_pretrained(base)
-    init(work / "init", InitConfig(base=str(base)))
-
-
-def run_lfft(name: str, work: Path, args) -> dict:
+def run_lfft(name: str, work: Path, args, clock: StepClock) -> dict:
     import pyarrow.parquet as pq
 
     from lfft.config import TrainConfig
     from lfft.model.train import train
 
-    objective = "kto" if name == "lfft kto" else "sft"
     cfg = TrainConfig(
-        objective=objective,
+        objective="kto" if name == "lfft kto" else "sft",
         feedback_loss="none" if name in ("lfft sft", "lfft sft packed") else "auto",
         max_steps=args.steps,
         batch_size=args.batch_size,
@@ -117,16 +81,19 @@ def run_lfft(name: str, work: Path, args) -> dict:
     )
     out = work / name.replace(" ", "-").replace("+", "")
     train(work / "init", work / "train.parquet", out, cfg)
-    rows = pq.read_table(out / "metrics.parquet").to_pylist()[1:]  # drop the warm-up window
-    tokens = sum(r["tokens"] for r in rows)
-    seconds = sum(r["tokens"] / r["tokens_per_s"] for r in rows)
-    pad = 1 - tokens / sum(r["tokens"] / (1 - r["pad_share"]) for r in rows)
-    return {"tokens": tokens, "seconds": seconds, "pad_share": pad}
+    result = clock.result()
+    # tokens from lfft's own log: its windows of `warmup` steps, the first one left out
+    rows = [r for r in pq.read_table(out / "metrics.parquet").to_pylist() if r["split"] == "train"]
+    rows = [r for r in rows if r["step"] > args.warmup]
+    result["tokens"] = sum(r["tokens"] for r in rows)
+    result["positions"] = sum(r["tokens"] / (1 - r["pad_share"]) for r in rows)
+    return result
 
 
-def run_bare(work: Path, args) -> dict:
+def run_bare(name: str, work: Path, args, clock: StepClock) -> dict:
     """The loop a user writes by hand, over lfft's batches (same examples, same order)."""
     import torch
+    import torch.nn.functional as F
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from lfft.model.batching import collate, encode, plan
@@ -137,184 +104,119 @@ def run_bare(work: Path, args) -> dict:
     model = AutoModelForCausalLM.from_pretrained(work / "init", dtype=torch.float32).train()
     examples = encode(tok, read_rows(work / "train.parquet"), args.max_length)
     lengths = [len(e) for e in examples]
-    order = []
-    epoch = 0
+    order: list[list[int]] = []
     while len(order) < args.steps:
-        bs, bt = args.batch_size, args.batch_size * args.max_length
-        order += plan(lengths, bs, bt, shuffle=True, seed=epoch)
-        epoch += 1
+        bt = args.batch_size * args.max_length
+        order += plan(lengths, args.batch_size, bt, shuffle=True, seed=len(order))
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    tokens = positions = 0
-    start = 0.0
-    for step, idx in enumerate(order[: args.steps]):
-        if step == args.warmup:
-            start, tokens, positions = time.perf_counter(), 0, 0
+    full = name == "bare loop, full logits"
+    for idx in order[: args.steps]:
         b = collate([examples[i] for i in idx], tok.pad_token_id)
-        labels = b.input_ids.masked_fill(~b.response_mask, -100)
-        loss = model(input_ids=b.input_ids, attention_mask=b.attention_mask, labels=labels).loss
+        if full:
+            labels = b.input_ids.masked_fill(~b.response_mask, -100)
+            loss = model(input_ids=b.input_ids, attention_mask=b.attention_mask, labels=labels).loss
+        else:
+            hidden = model.base_model(input_ids=b.input_ids, use_cache=False).last_hidden_state
+            predicts = b.response_mask[:, 1:]  # position t-1 predicts the response token at t
+            logits = model.get_output_embeddings()(hidden[:, :-1][predicts])
+            loss = F.cross_entropy(logits, b.input_ids[:, 1:][predicts])
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        clock.add(b.tokens, b.positions)
         opt.step()
         opt.zero_grad(set_to_none=True)
-        tokens += b.tokens
-        positions += b.positions
-    seconds = time.perf_counter() - start
-    return {"tokens": tokens, "seconds": seconds, "pad_share": 1 - tokens / positions}
-
-
-def run_trl(name: str, work: Path, args) -> dict:
-    """TRL's trainers on the same model and rows (conversational prompt/completion format)."""
-    import torch
-    from datasets import Dataset
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from lfft.model.train import read_rows
-
-    tok = AutoTokenizer.from_pretrained(work / "init")
-    model = AutoModelForCausalLM.from_pretrained(work / "init", dtype=torch.float32)
-    rows = read_rows(work / "train.parquet")
-    data = {
-        "prompt": [list(r["context"]) + [{"role": "user", "content": r["prompt"]}] for r in rows],
-        "completion": [[{"role": "assistant", "content": r["response"]}] for r in rows],
-    }
-    if name == "trl kto":
-        data["label"] = [bool(r["label"]) for r in rows]
-    dataset = Dataset.from_dict(data)
-    counter = {"tokens": 0, "positions": 0}
-    timer = _StepTimer(args.warmup, counter)
-    common = dict(
-        output_dir=str(work / name.replace(" ", "-")),
-        per_device_train_batch_size=args.batch_size,
-        max_steps=args.steps,
-        learning_rate=1e-4,
-        logging_steps=args.steps,
-        save_strategy="no",
-        report_to=[],
-        use_cpu=True,
-        dataloader_num_workers=0,
-        max_length=args.max_length,
-        # like every other run here: fp32 on the CPU, no activation checkpointing (TRL's CPU
-        # defaults, bf16 autocast and checkpointing, were 5-8x slower on this machine)
-        bf16=False,
-        activation_checkpointing=False,
-    )
-    if name == "trl kto":
-        from trl import KTOConfig, KTOTrainer
-
-        trainer = KTOTrainer(
-            model=model,
-            args=KTOConfig(**common),
-            train_dataset=dataset,
-            processing_class=tok,
-            callbacks=[timer],
-        )
-    else:
-        from trl import SFTConfig, SFTTrainer
-
-        cfg = SFTConfig(**common, packing=name == "trl sft packed")
-        trainer = SFTTrainer(
-            model=model,
-            args=cfg,
-            train_dataset=dataset,
-            processing_class=tok,
-            callbacks=[timer],
-        )
-    _count_tokens(trainer, counter)
-    trainer.train()
-    return {
-        "tokens": counter["tokens"] - timer.tokens0,
-        "seconds": timer.t1 - timer.t0,
-        "pad_share": 1 - counter["tokens"] / max(1, counter["positions"]),
-    }
-
-
-def _count_tokens(trainer, counter: dict) -> None:
-    """Count the non-pad tokens of every batch the trainer collates."""
-    collate = trainer.data_collator
-
-    def counting(features):
-        batch = collate(features)
-        mask = batch.get("attention_mask")
-        if mask is None and "completion_attention_mask" in batch:  # KTO
-            mask = batch["completion_attention_mask"]
-        if mask is not None:
-            counter["tokens"] += int(mask.sum())
-            counter["positions"] += mask.numel()
-        elif "input_ids" in batch:  # padding-free packing: every position is a real token
-            counter["tokens"] += batch["input_ids"].numel()
-            counter["positions"] += batch["input_ids"].numel()
-        if "KL_completion_attention_mask" in batch:  # KTO's mismatched pairs: computed, not useful
-            counter["positions"] += batch["KL_completion_attention_mask"].numel()
-        return batch
-
-    trainer.data_collator = counting
-
-
-try:
-    from transformers import TrainerCallback as _Base
-except ImportError:  # pragma: no cover
-    _Base = object
-
-
-class _StepTimer(_Base):
-    def __init__(self, warmup: int, counter: dict):
-        self.warmup, self.counter = warmup, counter
-        self.t0 = self.t1 = 0.0
-        self.tokens0 = 0
-
-    def on_step_end(self, args, state, control, **kw):
-        if state.global_step == self.warmup:
-            self.t0, self.tokens0 = time.perf_counter(), self.counter["tokens"]
-        self.t1 = time.perf_counter()
+    return clock.result()
 
 
 def child(name: str, work: Path, args) -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    if name == "bare loop":
-        result = run_bare(work, args)
-    elif name.startswith("lfft"):
-        result = run_lfft(name, work, args)
+    clock = StepClock(args.warmup)
+    if name in BARE:
+        result = run_bare(name, work, args, clock)
+    elif name in LFFT:
+        result = run_lfft(name, work, args, clock)
     else:
-        result = run_trl(name, work, args)
+        from trl_runs import run_trl
+
+        from lfft.model.train import read_rows
+
+        result = run_trl(name, work, args, read_rows(work / "train.parquet"), clock)
+    if result["steps"] != args.steps:
+        sys.exit(f"error: {name} ran {result['steps']} optimizer steps, not {args.steps}")
     result["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print("RESULT " + json.dumps(result))
 
 
+def lfft_kto_reference() -> str:
+    """How lfft's KTO estimates its reference point, read from its source (another change may
+    move it to TRL's estimate)."""
+    from lfft.model import objectives, train
+
+    src = inspect.getsource(objectives) + inspect.getsource(train)
+    return TRL_KTO_REFERENCE if "mismatch" in src.lower() else "batch mean of the matched rows"
+
+
+def schedule(names: list[str], trl: list[str], rounds: int, trl_rounds: int) -> list[str]:
+    """Round robin: every round runs ``names`` (rotated by one each round), and TRL's runs are
+    spread over the rounds, each between two of the others."""
+    spread = [n for _ in range(trl_rounds) for n in trl]
+    out: list[str] = []
+    for r in range(rounds):
+        k = r % max(1, len(names))
+        core, extra = names[k:] + names[:k], spread[r::rounds]
+        for i in range(max(len(core), len(extra))):
+            out += core[i : i + 1] + extra[i : i + 1]
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--steps", type=int, default=40)
-    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--steps", type=int, default=8)
+    p.add_argument("--warmup", type=int, default=2, help="untimed first steps (also lfft's log)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--max-length", type=int, default=512)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--trl", action="store_true", help="also run TRL's trainers")
-    p.add_argument("--repeat", type=int, default=1, help="rounds; the best of each is kept")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--trl", action="store_true", help="also run TRL's trainers, every setting")
+    p.add_argument("--repeat", type=int, default=3, help="rounds of the lfft and bare-loop runs")
+    p.add_argument("--trl-repeat", type=int, default=1, help="runs of each TRL setting")
     p.add_argument("--only-runs", help="comma-separated subset of the runs")
+    p.add_argument("--data", type=Path, default=DATA, help="a KTO demo file (LLaMA-Factory)")
     p.add_argument("--only", help=argparse.SUPPRESS)
     p.add_argument("--work", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.only:
         child(args.only, Path(args.work), args)
         return
-    names = LFFT + (TRL if args.trl else [])
+    if args.warmup < 1 or args.steps % args.warmup:
+        sys.exit("error: --steps must be a multiple of --warmup >= 1 (lfft logs every --warmup)")
+    from trl_runs import SETTINGS, skipped
+
+    names = [*LFFT, *BARE]
+    trl = [n for n in SETTINGS if args.trl]
+    for name in [n for n in trl if skipped(n)]:
+        print(f"{name}: not run: {skipped(name)}", file=sys.stderr)
+        trl.remove(name)
     if args.only_runs:
-        names = [n for n in names if n in args.only_runs.split(",")]
+        keep = args.only_runs.split(",")
+        names, trl = [n for n in names if n in keep], [n for n in trl if n in keep]
+    results: dict[str, list[dict]] = {n: [] for n in [*names, *trl]}
     with tempfile.TemporaryDirectory(prefix="lfft-bench-") as tmp:
-        work = Path(tmp)
-        prepare(work)
-        results: dict[str, dict] = {}
-        for rep in range(args.repeat):  # round-robin, keep each run's best: least disturbed
-            for name in names:
-                r = run_child(name, work)
-                if r is None:
-                    continue
-                rate = r["tokens"] / r["seconds"]
-                print(f"[{rep + 1}/{args.repeat}] {name}: {rate:,.0f} tok/s", file=sys.stderr)
-                best = results.get(name)
-                if best is None or rate > best["tokens"] / best["seconds"]:
-                    results[name] = {**r, "peak_mb": max(r["peak_mb"], (best or r)["peak_mb"])}
+        prepare(Path(tmp), args.data)
+        plan = schedule(names, trl, args.repeat, args.trl_repeat)
+        for i, name in enumerate(plan):
+            load0 = os.getloadavg()[0]
+            r = run_child(name, Path(tmp))
+            if r is None:
+                continue
+            r["load"] = (load0 + os.getloadavg()[0]) / 2
+            results[name].append(r)
+            print(
+                f"[{i + 1}/{len(plan)}] {name}: {r['tokens'] / r['wall']:,.0f} tok/s, "
+                f"{r['tokens'] / r['cpu']:,.0f} tok/CPU s, load {r['load']:.1f}",
+                file=sys.stderr,
+            )
     report(results, args)
 
 
@@ -328,19 +230,93 @@ def run_child(name: str, work: Path) -> dict | None:
     return json.loads(line[-1][7:])
 
 
-def report(results: dict, args) -> None:
-    bare = results.get("bare loop")
+def _median(runs: list[dict], key) -> float:
+    return statistics.median(key(r) for r in runs)
+
+
+def report(results: dict[str, list[dict]], args) -> None:
+    from trl_runs import SETTINGS, skipped, trl_version
+
+    def cpu_rate(name: str) -> float | None:
+        runs = results.get(name)
+        return _median(runs, lambda r: r["tokens"] / r["cpu"]) if runs else None
+
+    import torch
+    import transformers
+
+    loads = [r["load"] for runs in results.values() for r in runs]
     print(
-        f"\n{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-        f"{args.threads} threads; GPT-2 3.5M, batch {args.batch_size}, max length "
-        f"{args.max_length}, {args.steps} steps ({args.warmup} untimed), best of {args.repeat}\n"
+        f"\n`bench/train_throughput.py {' '.join(sys.argv[1:])}`: "
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {args.threads} "
+        f"thread(s); torch {torch.__version__}, transformers {transformers.__version__}, TRL "
+        f"{trl_version()}; GPT-2 3.5M, batch {args.batch_size}, max length {args.max_length}, "
+        f"{args.steps} steps ({args.warmup} untimed); medians of {args.repeat} rounds "
+        f"(TRL: {args.trl_repeat}); load average {min(loads, default=0):.1f}-"
+        f"{max(loads, default=0):.1f}\n"
     )
-    print("| run | useful tok/s | vs bare loop | pad share | peak RSS MiB |")
-    print("| --- | ---: | ---: | ---: | ---: |")
-    for name, r in results.items():
-        rate = r["tokens"] / r["seconds"]
-        ratio = f"{rate / (bare['tokens'] / bare['seconds']):.2f}x" if bare else "-"
-        print(f"| {name} | {rate:,.0f} | {ratio} | {r['pad_share']:.1%} | {r['peak_mb']:,.0f} |")
+    kto_ref = lfft_kto_reference()
+    notes = {**LFFT, **BARE, **{n: s[2] for n, s in SETTINGS.items()}}
+    notes["lfft kto"] = notes["lfft kto"].format(kto_ref=kto_ref)
+    for name in ("trl kto", "trl kto precompute_ref"):
+        notes[name] += f"; reference point: {TRL_KTO_REFERENCE}"
+    bare = cpu_rate("bare loop")
+    print(
+        "| run | setting | runs | useful tok/s | useful tok/CPU s | vs bare loop | pad share "
+        "| peak RSS MiB | load |"
+    )
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for name, runs in results.items():
+        if not runs:
+            print(f"| {name} | {notes[name]} | 0 | failed | | | | | |")
+            continue
+        rate = cpu_rate(name)
+        wall = _median(runs, lambda r: r["tokens"] / r["wall"])
+        pad = _median(runs, lambda r: 1 - r["tokens"] / max(1, r["positions"]))
+        rss, load = max(r["peak_mb"] for r in runs), _median(runs, lambda r: r["load"])
+        ratio = f"{rate / bare:.2f}x" if bare else "-"
+        print(
+            f"| {name} | {notes[name]} | {len(runs)} | {wall:,.0f} | {rate:,.0f} | {ratio} "
+            f"| {pad:.1%} | {rss:,.0f} | {load:.1f} |"
+        )
+    if args.trl:
+        for name in [n for n in SETTINGS if skipped(n)]:
+            print(f"\n`{name}` ({notes[name]}) not run: {skipped(name)}.")
+    targets(results, cpu_rate, kto_ref)
+
+
+def targets(results: dict[str, list[dict]], cpu_rate, kto_ref: str) -> None:
+    """The issue's targets, on the CPU-time rates (medians)."""
+
+    def best(prefix: str) -> str | None:
+        names = [n for n in results if n.startswith(prefix) and results[n]]
+        return max(names, key=cpu_rate) if names else None
+
+    print("\n| target | measured (useful tok/CPU s, medians) | met |")
+    print("| --- | --- | --- |")
+    sft, kto = cpu_rate("lfft sft"), cpu_rate("lfft kto")
+    for goal, other, factor, mine in (
+        ("lfft sft ≥ 0.95x the bare loop", "bare loop", 0.95, sft),
+        ("lfft sft ≥ 1.3x TRL's best SFT setting", best("trl sft"), 1.3, sft),
+        ("lfft kto ≥ 2x TRL's best KTO setting", best("trl kto"), 2.0, kto),
+    ):
+        theirs = cpu_rate(other) if other else None
+        if mine is None or theirs is None:
+            print(f"| {goal} | not run | - |")
+            continue
+        ratio = mine / theirs
+        note = ""
+        if other.startswith("trl kto") and kto_ref != TRL_KTO_REFERENCE:
+            note = f" (different algorithms: lfft's reference point is the {kto_ref})"
+        if other == "bare loop":  # the runs of a round ran one after the other
+            pairs = zip(results["lfft sft"], results["bare loop"], strict=False)
+            each = ", ".join(
+                f"{a['tokens'] / a['cpu'] / (b['tokens'] / b['cpu']):.2f}" for a, b in pairs
+            )
+            note = f"; round by round: {each}"
+        print(
+            f"| {goal} | {ratio:.2f}x: {mine:,.0f} against {theirs:,.0f} ({other}){note} "
+            f"| {'yes' if ratio >= factor else 'no'} |"
+        )
 
 
 if __name__ == "__main__":
