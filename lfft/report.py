@@ -102,3 +102,25 @@ class ProgressBar:
     def __exit__(self, *exc) -> None:
         if self.bar is not None:
             self.bar.stop()
+
+
+def print_round(record: dict[str, Any], console: Any) -> None:
+    """A short table of one round."""
+    from rich.table import Table
+
+    table = Table(title=f"lfft online: round {record['round']}", show_header=False)
+    table.add_column("what", style="bold")
+    table.add_column("value")
+    consumed = record["consumed"]
+    table.add_row("lines consumed", f"{consumed['lines']:,} from {len(consumed['files'])} file(s)")
+    table.add_row("interactions", f"{record['interactions']:,}")
+    table.add_row("new / replayed rows", f"{record['new_rows']:,} / {record['replay_rows']:,}")
+    table.add_row("trained", record["version"] or f"no ({record.get('reason', '')})")
+    for who in ("candidate", "base"):
+        scores = record["gate"].get(who)
+        if scores:
+            text = ", ".join(f"{k} {v:.4g}" for k, v in scores.items() if v is not None)
+            table.add_row(f"gate: {who}", text)
+    table.add_row("promoted", "yes" if record["promoted"] else "no")
+    table.add_row("current", str(record["current"]))
+    console.print(table)
