@@ -1,72 +1,75 @@
-"""Proof that learning from feedback works (issue 4, item 4), on the CPU, from the tiny base.
+"""Proof that learning from feedback works, on held-out prompts (issue 12, items 1 and 2).
 
-A synthetic task whose right answer is known: 'Repeat after me: "Fazuba"' -> "Fazuba". The logs
-hold, per right answer (thumbs up), three wrong ones (thumbs down): twice the deployed model's
-systematic failure, a refusal ("Sorry"), and once a random other word. Imitating the logs
-(``sft``) therefore learns to refuse; objectives that use the feedback (``filtered``,
-``unlikelihood``, ``kto``) should answer right, and the feedback head should tell right from
-wrong answers on held-out log rows.
+Two tasks whose right answer follows a rule: 'Repeat after me: Fazuba' -> 'Fazuba', for made-up
+words. Every test prompt asks for a word that never occurs in training (asserted), so a right
+answer means the model learned the rule the feedback reveals, not a trained pair.
 
-    .venv/bin/python bench/learning_proof.py                 # the table of docs/learning-proof.md
-    .venv/bin/python bench/learning_proof.py --seeds 0 1 2
+- ``rule``: FEEDBACK rows written directly, each answer with a thumbs up or down, in three
+  variants: ``minority`` (per prompt 1 right answer, up, and 3 wrong ones, down: 2 refusals and
+  another prompt's word), ``noisy`` (the same answers, a fifth of the thumbs flipped) and
+  ``majority`` (3 right answers and 2 wrong ones per prompt, a fifth of the thumbs flipped:
+  imitating the logs is right already, feedback must not spoil it). Tiny base (2 layers, width
+  64), every objective from the same init.
+- ``logs``: raw lfft-events logs (``bench/proof_logs.py``: wrong answers outnumber right ones
+  3:1, feedback through every channel) through ``collect``, ``clean``, ``normalize``, ``split``,
+  ``init`` and ``train`` with their defaults (only ``--objective`` and ``--max-steps`` given).
 
-``tests/test_learning_proof.py`` runs :func:`run_proof` with the same defaults.
+    .venv/bin/python bench/learning_proof.py                       # the tables of
+    .venv/bin/python bench/learning_proof.py --seeds 0 1 2         # docs/learning-proof.md
+    .venv/bin/python bench/learning_proof.py --task logs --seeds 0
+
+``tests/test_learning_proof.py`` runs :func:`run_rule` and :func:`run_logs` on small settings.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import random
+import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-SYLLABLES = [
-    "ba", "ko", "ri", "zu", "mel", "tor", "vi", "an", "dra", "sel",
-    "pon", "gu", "lek", "mi", "fa", "no", "qua", "ter", "xe", "lo",
-]  # fmt: skip
-OBJECTIVES = ("sft", "filtered", "unlikelihood", "kto")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from proof_logs import REFUSAL, ask, make_word, right_answer, write_logs  # noqa: E402
 
-
-REFUSAL = "Sorry"  # one token like the words: every row has the same length, so length-grouped
-# batches are random mixes (homogeneous batches would make sft alternate between answer kinds)
-MAX_LENGTH = 64
+OBJECTIVES = ("sft", "filtered", "weighted", "unlikelihood", "kto", "dpo")
+VARIANTS = {  # right answers, refusals, other words per prompt; share of thumbs flipped
+    "minority": (1, 2, 1, 0.0),
+    "noisy": (1, 2, 1, 0.2),
+    "majority": (3, 1, 1, 0.2),
+}
 
 
 @dataclass(frozen=True)
-class ProofSettings:
-    words: int = 32  # prompts: "Repeat after me: <word>"
-    rounds: int = 1  # logged rounds per word: 1 right (up), 2 refusals + 1 random word (down)
-    steps: int = 200
-    lr: float = 5e-3
-    batch_size: int = 64  # ~16 right answers per step
-    layers: int = 2  # one learns to copy as well, but its head tells right from wrong words less
-    hidden: int = 64
-    heads: int = 8
-    vocab_size: int = 400
-    lambda_: float = 0.5
-    beta: float = 0.1  # KTO
-    seed: int = 0  # training seed and the draw of the random wrong answers
+class RuleSettings:
+    variant: str = "minority"
+    train_words: int = 256  # prompts in the logs, one made-up word of 2 syllables each
+    test_words: int = 64  # held-out prompts: words that never occur in training
+    steps: int = 400  # every other option: lfft's defaults (tiny base, lr 1e-3, batch 16)
+    seed: int = 0  # training seed and the draw of the logs
     objectives: tuple[str, ...] = OBJECTIVES
-    start: dict[str, str] = field(default_factory=dict)  # objective -> run to start from
 
 
-def make_words(n: int, seed: int = 1234) -> list[str]:
-    """``n`` distinct made-up words of 2-3 syllables (fixed by ``seed``)."""
-    rng = random.Random(seed)
+@dataclass(frozen=True)
+class LogsSettings:
+    sessions: int = 2000  # of bench/proof_logs.py, split 80/10/10 by session
+    steps: int = 400
+    seed: int = 0
+    objectives: tuple[str, ...] = ("sft", "filtered", "unlikelihood", "kto")
+
+
+def make_words(n: int, rng: random.Random, taken: set[str]) -> list[str]:
+    """``n`` made-up words of 2 syllables not in ``taken`` (which they join)."""
     words: list[str] = []
     while len(words) < n:
-        word = "".join(rng.choice(SYLLABLES) for _ in range(rng.choice((2, 3)))).capitalize()
-        if word not in words:
+        word = make_word(rng, (2,))
+        if word not in taken:
+            taken.add(word)
             words.append(word)
     return words
-
-
-def question(word: str) -> str:
-    return f'Repeat after me: "{word}"'
 
 
 def feedback_row(session: str, prompt: str, response: str, good: bool) -> dict[str, Any]:
@@ -93,145 +96,176 @@ def feedback_row(session: str, prompt: str, response: str, good: bool) -> dict[s
     return row
 
 
-def make_rows(
-    words: list[str], rounds: int, refusals: int, rng: random.Random, tag: str
+def rule_rows(
+    words: list[str], variant: str, rng: random.Random, taken: set[str], tag: str
 ) -> list[dict[str, Any]]:
-    """Per word and round: the right answer (up), ``refusals`` refusals (down) and one random
-    other word (down), shuffled."""
+    """The logged answers to 'Repeat after me: "<word>"' for each word, with their thumbs
+    (flipped at the variant's rate); a wrong word is a fresh one (added to ``taken``)."""
+    n_right, n_refusals, n_other, flip = VARIANTS[variant]
     rows = []
-    for r in range(rounds):
-        for i, word in enumerate(words):
-            other = rng.choice([w for w in words if w != word])
-            answers = [(word, True)] + [(REFUSAL, False)] * refusals + [(other, False)]
-            for j, (answer, good) in enumerate(answers):
-                rows.append(feedback_row(f"{tag}-{r}-{i}-{j}", question(word), answer, good))
+    for i, word in enumerate(words):
+        answers = [(word, True)] * n_right + [(REFUSAL, False)] * n_refusals
+        answers += [(w, False) for w in make_words(n_other, rng, taken)]
+        for j, (answer, right) in enumerate(answers):
+            up = right != (rng.random() < flip)
+            rows.append(feedback_row(f"{tag}-{i}-{j}", ask(word), answer, up))
     rng.shuffle(rows)
     return rows
 
 
-def write_splits(root: Path, s: ProofSettings) -> list[str]:
-    """``root/train.parquet`` (the logs) and ``root/test.parquet`` (one more round of held-out
-    log rows on the same prompts, drawn the same way)."""
+def write_rule_splits(root: Path, s: RuleSettings) -> None:
+    """``root/train.parquet`` (the logs) and ``root/test.parquet`` (held-out prompts)."""
     from lfft.data.records import to_table
     from lfft.io import write_table
     from lfft.schemas import FEEDBACK, SPLIT, make_metadata
 
-    words = make_words(s.words)
     rng = random.Random(s.seed)
-    for split, rows in (
-        ("train", make_rows(words, s.rounds, 2, rng, "train")),
-        ("test", make_rows(words, 1, 2, rng, "test")),
-    ):
+    taken: set[str] = set()
+    train_words = make_words(s.train_words, rng, taken)
+    test_words = make_words(s.test_words, rng, taken)
+    train = rule_rows(train_words, s.variant, rng, taken, "train")
+    test = rule_rows(test_words, s.variant, rng, taken, "test")
+    assert_held_out(train, test)
+    for split, rows in (("train", train), ("test", test)):
         table = to_table(rows, FEEDBACK)
         write_table(root / f"{split}.parquet", table, SPLIT, make_metadata("proof"))
-    return words
 
 
-def run_proof(s: ProofSettings = ProofSettings(), work: Path | None = None) -> dict[str, dict]:
-    """Init the tiny base, train each objective on the same logs, evaluate each (and the base);
-    per run: the share of prompts answered right and refused (greedy), the head's AUC on the
-    held-out rows (all, and right answers vs random words only) and Brier score, seconds."""
+def assert_held_out(train: list[dict[str, Any]], test: list[dict[str, Any]]) -> None:
+    """No test prompt's word occurs in training: not asked by a prompt (or context turn), not
+    given as an answer or a correction."""
+    words = {right_answer(r["prompt"]) for r in test}
+    asked = {right_answer(r["prompt"]) for r in train}
+    asked |= {right_answer(c["content"]) for r in train for c in r.get("context") or []}
+    given = {t for r in train for t in (r["response"], r.get("target"))}
+    leaked = words & (asked | given)
+    if None in words or leaked:
+        raise AssertionError(f"test prompts not held out: {sorted(map(str, leaked))[:5]}")
+
+
+def run_rule(s: RuleSettings = RuleSettings(), work: Path | None = None) -> dict[str, dict]:
+    """Init the tiny base on the logs, train each objective from it, score each (and the base)
+    on the held-out prompts."""
     from lfft.config import InitConfig
     from lfft.model.init import init
-    from lfft.model.train import train
 
     with tempfile.TemporaryDirectory(prefix="lfft-proof-") as tmp:
         root = Path(work or tmp)
-        words = write_splits(root, s)
-        init_cfg = InitConfig(
-            data=str(root / "train.parquet"),
-            layers=s.layers,
-            hidden=s.hidden,
-            heads=s.heads,
-            vocab_size=s.vocab_size,
-            max_length=MAX_LENGTH,
-            seed=s.seed,
-        )
-        init(root / "init", init_cfg)
-        results: dict[str, dict] = {"init": score(root / "init", root, words)}
-        results["init"]["seconds"] = 0.0
-        for objective in s.objectives:
-            t0 = time.perf_counter()
-            start = root / (s.start.get(objective) or "init")
-            train(start, root, root / objective, train_config(s, objective))
-            results[objective] = score(root / objective, root, words)
-            results[objective]["seconds"] = time.perf_counter() - t0
-        return results
+        write_rule_splits(root, s)
+        init(root / "init", InitConfig(data=str(root / "train.parquet"), seed=s.seed))
+        return train_and_score(root, root / "test.parquet", s.objectives, s.steps, s.seed)
 
 
-def train_config(s: ProofSettings, objective: str):
+def run_logs(s: LogsSettings = LogsSettings(), work: Path | None = None) -> dict[str, dict]:
+    """Write the raw logs, run every data stage and ``init`` with their defaults, then train
+    each objective with the defaults (only the step count given) and score it."""
+    from lfft import stages
+    from lfft.config import CleanConfig, CollectConfig, InitConfig, NormalizeConfig, SplitConfig
+    from lfft.io import read_table
+
+    with tempfile.TemporaryDirectory(prefix="lfft-proof-logs-") as tmp:
+        root = Path(work or tmp)
+        write_logs(root / "logs", s.sessions, s.seed)
+        lay = stages.Layout(root)
+        stages.collect([root / "logs"], lay.interactions, CollectConfig())
+        stages.clean(lay.interactions, lay.clean, CleanConfig())
+        stages.normalize(lay.clean, lay.feedback, NormalizeConfig())
+        stages.split(lay.feedback, lay.splits, SplitConfig())
+        train_rows = read_table(lay.train).to_pylist()
+        assert_held_out(train_rows + read_table(lay.val).to_pylist(), read_table(lay.test).to_pylist())
+        stages.init(root / "init", InitConfig(data=str(lay.train)))
+        return train_and_score(root, lay.test, s.objectives, s.steps, s.seed)
+
+
+def train_and_score(
+    root: Path,
+    test: Path,
+    objectives: tuple[str, ...],
+    steps: int,
+    seed: int,
+) -> dict[str, dict]:
+    """Train each objective from ``root/init`` on ``root``'s splits; score it and the base."""
     from lfft.config import TrainConfig
+    from lfft.model.train import train
 
-    return TrainConfig(
-        objective=objective,
-        max_steps=s.steps,
-        lr=s.lr,
-        warmup_steps=10,
-        batch_size=s.batch_size,
-        max_length=MAX_LENGTH,
-        lambda_=s.lambda_,
-        beta=s.beta,
-        eval_every=0,
-        save_every=0,
-        log_every=max(1, s.steps // 10),
-        device="cpu",
-        seed=s.seed,
-    )
+    data = root / "splits" if (root / "splits").exists() else root
+    results: dict[str, dict] = {"init": score(root / "init", test)}
+    results["init"]["seconds"] = 0.0
+    for objective in objectives:
+        t0 = time.perf_counter()
+        cfg = TrainConfig(
+            objective=objective,
+            max_steps=steps,
+            eval_every=0,
+            save_every=0,
+            log_every=max(1, steps // 4),
+            device="cpu",
+            seed=seed,
+        )
+        train(root / "init", data, root / objective, cfg)
+        results[objective] = score(root / objective, test)
+        results[objective]["seconds"] = time.perf_counter() - t0
+    return results
 
 
-def score(model: Path, root: Path, words: list[str]) -> dict[str, float]:
-    """``lfft evaluate --generate`` on the held-out rows, then exact-match answers."""
+def score(model: Path, test: Path) -> dict[str, float]:
+    """``lfft evaluate --generate`` on the held-out rows: the share of distinct prompts whose
+    greedy answer is exactly the rule's, the share refused, the head's AUC on the rows."""
     from lfft.config import EvaluateConfig
     from lfft.io import read_table
     from lfft.model.evaluate import evaluate
     from lfft.model.metrics import auc
 
-    cfg = EvaluateConfig(generate=True, max_new_tokens=8, device="cpu", batch_size=64)
-    result = evaluate(model, root / "test.parquet", root / f"eval-{model.name}", cfg)
+    cfg = EvaluateConfig(generate=True, max_new_tokens=12, device="cpu", batch_size=64)
+    result = evaluate(model, test, test.parent / f"eval-{model.name}", cfg)
     preds = read_table(result.outputs["predictions"]).to_pydict()
-    got = dict(zip(preds["prompt"], preds["generation"], strict=True))
-    answers = [got[question(w)].strip() for w in words]
-    words_only = [i for i, r in enumerate(preds["response"]) if r != REFUSAL]
-    metrics = json.loads(Path(result.outputs["metrics"]).read_text())
+    answers = {p: (g or "").strip() for p, g in zip(preds["prompt"], preds["generation"])}
+    labelled = [i for i, y in enumerate(preds["label"]) if y is not None]
     return {
-        "answer_accuracy": sum(a == w for a, w in zip(answers, words, strict=True)) / len(words),
-        "refusals": sum(a == REFUSAL for a in answers) / len(words),
-        "head_auc": metrics["feedback"]["binary"]["auc"],
-        "head_brier": metrics["feedback"]["binary"]["brier"],
-        "head_auc_words": auc(
-            [preds["label"][i] for i in words_only], [preds["feedback_pred"][i] for i in words_only]
+        "accuracy": sum(a == right_answer(p) for p, a in answers.items()) / len(answers),
+        "refusals": sum(a == REFUSAL for a in answers.values()) / len(answers),
+        "head_auc": auc(
+            [preds["label"][i] for i in labelled], [preds["feedback_pred"][i] for i in labelled]
         ),
+        "prompts": len(answers),
     }
 
 
 def table(results: dict[str, dict[str, float]]) -> str:
     lines = [
-        "| objective | right answers | refusals | head AUC | head AUC, words only | head Brier "
-        "| seconds |",
-        "|---|---|---|---|---|---|---|",
+        "| run | right answers | refusals | head AUC | seconds |",
+        "|---|---|---|---|---|",
     ]
     for name, r in results.items():
+        run = "init (no training)" if name == "init" else name
         lines.append(
-            f"| {name} | {r['answer_accuracy']:.2f} | {r['refusals']:.2f} | {r['head_auc']:.3f} "
-            f"| {r['head_auc_words']:.3f} | {r['head_brier']:.3f} | {r['seconds']:.1f} |"
+            f"| {run} | {r['accuracy']:.2f} | {r['refusals']:.2f} | {r['head_auc']:.3f} "
+            f"| {r['seconds']:.1f} |"
         )
     return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--task", choices=("rule", "logs", "all"), default="all")
+    parser.add_argument("--variants", nargs="+", choices=tuple(VARIANTS), default=list(VARIANTS))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
-    parser.add_argument("--steps", type=int, default=ProofSettings.steps)
-    parser.add_argument("--words", type=int, default=ProofSettings.words)
+    parser.add_argument("--objectives", nargs="+", choices=OBJECTIVES)
     args = parser.parse_args()
+    runs: list[Any] = []
     for seed in args.seeds:
-        s = ProofSettings(seed=seed, steps=args.steps, words=args.words)
-        t0 = time.perf_counter()
-        c0 = time.process_time()
-        results = run_proof(s)
+        if args.task in ("rule", "all"):
+            runs += [RuleSettings(variant=v, seed=seed) for v in args.variants]
+        if args.task in ("logs", "all"):
+            runs.append(LogsSettings(seed=seed))
+    for s in runs:
+        if args.objectives:
+            s = replace(s, objectives=tuple(args.objectives))
+        t0, c0 = time.perf_counter(), time.process_time()
+        results = run_rule(s) if isinstance(s, RuleSettings) else run_logs(s)
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-        print(f"\nseed {seed}: {asdict(s)}  ({wall:.1f} s wall, {cpu:.1f} s CPU)\n")
-        print(table(results))
+        print(f"\n{type(s).__name__} {asdict(s)}  ({wall:.0f} s wall, {cpu:.0f} s CPU)\n")
+        print(table(results), flush=True)
 
 
 if __name__ == "__main__":

@@ -201,6 +201,15 @@ class TrainConfig:
     beta: float = opt(0.1, "KTO / DPO temperature.", gt=0)
     desirable_weight: float | None = opt(None, "KTO (none: from the label ratio).", ge=0)
     undesirable_weight: float | None = opt(None, "KTO (none: from the label ratio).", ge=0)
+    kto_reference: Literal["mismatched", "batch"] = opt(
+        "mismatched",
+        "KTO's reference point: from mismatched prompt/answer pairs (paper, TRL) or the batch.",
+    )
+    pref_sft: float | None = opt(
+        None,
+        "kto/dpo: weight of an SFT term on desirable/chosen rows (none: 1 for kto, 0 for dpo).",
+        ge=0,
+    )
     unlikelihood_alpha: float = opt(1.0, "Weight of the unlikelihood term.", ge=0)
     max_pairs_per_group: int = opt(8, "DPO: pairs made within one group_id.", ge=1)
     fsdp: bool = opt(False, "FSDP2 sharding under torchrun (with --nproc).")

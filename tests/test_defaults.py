@@ -25,7 +25,17 @@ def test_scratch_defaults_are_the_tiny_base_values_for_every_objective():
     for objective in OBJECTIVES:
         for lora in (False, True):
             got = auto_values(objective, pretrained=False, lora=lora)
-            assert got == {"lr": 1e-3, "warmup_steps": 10, "lambda_": 0.5}
+            pref_sft = 1.0 if objective == "kto" else 0.0
+            assert got == {"lr": 1e-3, "warmup_steps": 10, "lambda_": 0.5, "pref_sft": pref_sft}
+
+
+def test_kto_gets_an_sft_term_on_desirable_rows_unless_given():
+    for pretrained in (False, True):
+        assert resolve(TrainConfig(objective="kto"), {"pretrained": pretrained})[0].pref_sft == 1
+        assert resolve(TrainConfig(objective="dpo"), {"pretrained": pretrained})[0].pref_sft == 0
+    cfg, chosen = resolve(TrainConfig(objective="kto", pref_sft=0.0), {})
+    assert cfg.pref_sft == 0.0 and chosen.summary()["pref sft"] == "0 (given)"
+    assert "pref sft" not in resolve(TrainConfig(objective="sft"), {})[1].summary()
 
 
 def test_pretrained_lr_is_smaller_and_smallest_against_a_reference():

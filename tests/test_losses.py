@@ -194,3 +194,25 @@ def test_masked_positions_never_leak_into_gradients(logps):
     sft_loss(lp, mask).backward()
     assert lp.grad[0, 0] == 0 and lp.grad[1, 2] == 0
     assert close(lp.grad[0, 1], -1 / 3)
+
+
+def test_kto_mismatched_pairs_pair_each_prompt_with_the_previous_response():
+    from lfft.model.batching import Example
+    from lfft.model.objectives import mismatched
+
+    rows = [Example([1, 2, 10, 11], 2, 0, 1.0), Example([3, 20], 1, 1, 0.0)]
+    rows.append(Example([4, 5, 6, 30, 31, 32], 3, 2, 1.0))
+    pairs = mismatched(rows, [2, 0, 1])  # the micro-batch's order
+    assert [p.ids for p in pairs] == [[4, 5, 6, 20], [1, 2, 30, 31, 32], [3, 10, 11]]
+    assert [p.prompt_len for p in pairs] == [3, 2, 1]  # each row's own prompt
+    assert all(len(p) <= max(len(r) for r in rows) for p in pairs)  # within max_length
+
+
+def test_kto_reference_point_is_the_clamped_mean_log_ratio_of_the_pairs():
+    from lfft.model.objectives import kto_reference_point
+
+    mask = torch.tensor([[False, True, True], [False, True, False]])
+    policy = torch.tensor([[0.0, -1.0, -1.0], [0.0, -1.0, 9.0]])
+    ref = torch.tensor([[0.0, -2.0, -2.0], [0.0, -3.0, 0.0]])
+    assert close(kto_reference_point(policy, ref, mask), (2.0 + 2.0) / 2)
+    assert close(kto_reference_point(ref, policy, mask), 0.0)  # clamped at 0

@@ -3,14 +3,16 @@ a pretrained one.
 
 ``lfft init`` records in ``lfft.json`` whether its base is pretrained (``tiny``: random weights,
 trained from scratch; a local folder, a ``.gguf`` file or a Hub id: pretrained). ``lfft train``
-leaves ``lr``, ``warmup_steps`` and ``lambda`` unset (``None``) unless the user gives them, and
-:func:`resolve` fills each unset one from that record and the objective, once, before training:
+leaves ``lr``, ``warmup_steps``, ``lambda`` and ``pref_sft`` unset (``None``) unless the user
+gives them, and :func:`resolve` fills each unset one from that record and the objective, once,
+before training:
 
 - from scratch (the tiny base): ``lr`` 1e-3, 10 warmup steps, λ 0.5 for every objective;
 - pretrained: the learning rates of the anchor recipes (TRL, LLaMA-Factory, torchtune;
   ``docs/training.md`` cites each): 2e-5 for the likelihood objectives (sft, filtered, weighted,
   unlikelihood), 5e-6 for the preference objectives that pull against a frozen reference (kto,
-  dpo); with ``--lora`` 1e-4 and 1e-5, since only the adapters learn.
+  dpo); with ``--lora`` 1e-4 and 1e-5, since only the adapters learn;
+- ``pref_sft`` (the SFT term on desirable rows) 1 for kto, 0 for dpo, on any base.
 
 A value the user gives (``--lr``, a TOML key) always wins. Checkpoints written before lfft
 recorded the flag are judged by the base they name (``base_kind``, else ``base``): ``tiny`` is
@@ -26,13 +28,16 @@ from typing import Any
 
 from lfft.config import TrainConfig
 
-AUTO_FIELDS = ("lr", "warmup_steps", "lambda_")  # TrainConfig fields whose None means "auto"
+AUTO_FIELDS = ("lr", "warmup_steps", "lambda_", "pref_sft")  # None means "auto" in TrainConfig
 
 SCRATCH = {"lr": 1e-3, "warmup_steps": 10, "lambda_": 0.5}  # the tiny base, every objective
 PREFERENCE = ("kto", "dpo")  # objectives against a frozen reference: smaller steps
 PRETRAINED_LR = {"likelihood": 2e-5, "preference": 5e-6}
 PRETRAINED_LORA_LR = {"likelihood": 1e-4, "preference": 1e-5}
 PRETRAINED = {"warmup_steps": 10, "lambda_": 0.5}
+# the SFT term on desirable rows (LLaMA-Factory's pref_ftx): without it KTO unlearns the wrong
+# answers of imbalanced logs without learning the right ones (docs/objectives.md); DPO as TRL's
+PREF_SFT = {"kto": 1.0}
 
 
 @dataclass(frozen=True)
@@ -49,6 +54,8 @@ class Chosen:
         """Where the value of field ``name`` came from."""
         if name in self.given:
             return "given"
+        if name == "pref_sft":
+            return f"auto: {self.objective}"
         base = "pretrained base" if self.pretrained else "base trained from scratch"
         return f"auto: {base}, {self.objective}" if name == "lr" else f"auto: {base}"
 
@@ -56,6 +63,8 @@ class Chosen:
         """Summary lines: each value and where it came from, and the base's kind."""
         lines = {"base": f"{'pretrained' if self.pretrained else 'from scratch'} ({self.why})"}
         for name, value in self.values.items():
+            if name == "pref_sft" and self.objective not in PREFERENCE:
+                continue  # only kto and dpo have the term
             lines[_LABELS[name]] = f"{value:g} ({self.source(name)})"
         return lines
 
@@ -68,16 +77,18 @@ class Chosen:
         return {"pretrained": self.pretrained, "defaults": {"pretrained_from": self.why, **values}}
 
 
-_LABELS = {"lr": "lr", "warmup_steps": "warmup steps", "lambda_": "lambda"}
+_LABELS = {"lr": "lr", "warmup_steps": "warmup steps", "lambda_": "lambda", "pref_sft": "pref sft"}
 
 
 def auto_values(objective: str, pretrained: bool, lora: bool = False) -> dict[str, Any]:
-    """The automatic ``lr``, ``warmup_steps`` and ``lambda_`` for this objective and base."""
+    """The automatic ``lr``, ``warmup_steps``, ``lambda_`` and ``pref_sft`` for this objective
+    and base."""
+    pref_sft = PREF_SFT.get(objective, 0.0)
     if not pretrained:
-        return dict(SCRATCH)
+        return {**SCRATCH, "pref_sft": pref_sft}
     kind = "preference" if objective in PREFERENCE else "likelihood"
     lr = (PRETRAINED_LORA_LR if lora else PRETRAINED_LR)[kind]
-    return {"lr": lr, **PRETRAINED}
+    return {"lr": lr, **PRETRAINED, "pref_sft": pref_sft}
 
 
 def is_pretrained(info: Mapping[str, Any]) -> tuple[bool, str]:

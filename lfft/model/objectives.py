@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -157,18 +157,33 @@ class LossSettings:
     alpha: float = 1.0  # unlikelihood
     desirable_weight: float = 1.0  # KTO
     undesirable_weight: float = 1.0
+    kto_reference: str = "mismatched"  # KTO's z: from mismatched pairs, or the batch's rows
+    pref_sft: float = 0.0  # kto/dpo: weight of an SFT term on desirable / chosen rows
+
+    @property
+    def mismatched_reference(self) -> bool:
+        return self.objective == "kto" and self.kto_reference == "mismatched"
+
+
+def approved(batch: Batch) -> torch.Tensor:
+    """The rows ``filtered`` imitates: corrections, and responses labelled good not corrected."""
+    return batch.is_target | ((batch.label == 1) & ~batch.edited)
 
 
 def lm_loss(
-    s: LossSettings, batch: Batch, out: ForwardOut, ref_token_logps: torch.Tensor | None = None
+    s: LossSettings,
+    batch: Batch,
+    out: ForwardOut,
+    ref_token_logps: torch.Tensor | None = None,
+    kl: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """L_M of ``s.objective`` for one batch (kto/dpo need the reference model's log-probs)."""
+    """L_M of ``s.objective`` for one batch (kto/dpo need the reference model's log-probs; kto
+    takes its reference point ``kl`` from :func:`kto_reference_point`, else the batch's rows)."""
     lp, mask = out.token_logps, out.response_mask
     if s.objective == "sft":
         return sft_loss(lp, mask)
     if s.objective == "filtered":
-        keep = batch.is_target | ((batch.label == 1) & ~batch.edited)
-        return filtered_loss(lp, mask, keep)
+        return filtered_loss(lp, mask, approved(batch))
     if s.objective == "weighted":
         return weighted_loss(lp, mask, batch.score, batch.weight)
     if s.objective == "unlikelihood":
@@ -182,12 +197,41 @@ def lm_loss(
             beta=s.beta,
             desirable_weight=s.desirable_weight,
             undesirable_weight=s.undesirable_weight,
+            kl=kl,
             weight=batch.weight,
         )
-        return loss
-    weight = torch.minimum(batch.weight[0::2], batch.weight[1::2])
-    loss, _ = dpo_loss(policy[0::2], policy[1::2], ref[0::2], ref[1::2], s.beta, weight)
+        good = approved(batch)  # the desirable rows, as ``filtered`` keeps them
+    else:
+        weight = torch.minimum(batch.weight[0::2], batch.weight[1::2])
+        loss, _ = dpo_loss(policy[0::2], policy[1::2], ref[0::2], ref[1::2], s.beta, weight)
+        good = torch.zeros_like(batch.is_target)
+        good[0::2] = True  # the chosen answer of each pair
+    if s.pref_sft:  # an SFT term on them (LLaMA-Factory's pref_ftx)
+        loss = loss + s.pref_sft * filtered_loss(lp, mask, good)
     return loss
+
+
+def mismatched(examples: Sequence[Example], indices: Sequence[int]) -> list[Example]:
+    """The micro-batch ``indices`` with each prompt followed by the previous row's response (the
+    last row's for the first): the mismatched pairs (x_i, y_{i-1}) from which KTO estimates its
+    reference point. Cut to the longer of the two rows, so within ``max_length``."""
+    rows = [examples[i] for i in indices]
+    out = []
+    for e, p in zip(rows, rows[-1:] + rows[:-1], strict=True):
+        ids = e.ids[: e.prompt_len] + p.ids[p.prompt_len :]
+        out.append(replace(e, ids=ids[: max(len(e), len(p))], token_labels=None))
+    return out
+
+
+@torch.no_grad()
+def kto_reference_point(
+    policy_logps: torch.Tensor, ref_logps: torch.Tensor, mask: torch.Tensor
+) -> torch.Tensor:
+    """KTO's reference point z as in the paper and TRL: the mean log-ratio
+    ``log pi(y_{i-1}|x_i) - log pi_ref(y_{i-1}|x_i)`` over the mismatched pairs (token log-probs
+    of a batch of :func:`mismatched` rows), clamped at 0, detached."""
+    ratio = sequence_logps(policy_logps, mask) - sequence_logps(ref_logps, mask)
+    return ratio.mean().clamp(min=0)
 
 
 _BCE = (SIGNAL_CODES["binary"], SIGNAL_CODES["pairwise"])

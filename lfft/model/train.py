@@ -128,6 +128,12 @@ def train(
         state = TrainState(**saved)
         checkpoint.set_rng_state(tensors["rng"])  # last: loading models drew random numbers
     losses = partial(joint_loss, model, ref, settings=settings, dtype=dtype)  # (L, L_M, L_F)
+
+    def kto_pairs(indices: list[int]) -> Batch | None:  # KTO's mismatched pairs, for its z
+        if not settings.mismatched_reference:
+            return None
+        return to_batch(objectives.mismatched(trainset.examples, indices), range(len(indices)))
+
     save = partial(_save, model=model, tokenizer=tokenizer, info=info, cfg=cfg, writes=writes)
 
     # --- the loop: one optimizer step per iteration ---
@@ -142,7 +148,7 @@ def train(
                 # DDP/FSDP: gradients are averaged over ranks on the last micro-batch only
                 with distributed.grad_sync(model, last=k == len(mine) - 1 and not filler):
                     batch = to_batch(trainset.examples, indices)
-                    loss, lm, fb = losses(batch)
+                    loss, lm, fb = losses(batch, kto_pairs(indices))
                     _backward(loss * world / len(micro), scaler)  # the step's mean over batches
                     window.add(loss, lm, fb, batch.tokens, batch.positions)
             if filler:  # DDP/FSDP: a rank without a micro-batch left runs one that adds nothing
@@ -203,16 +209,30 @@ def train(
 
 
 def joint_loss(
-    model, ref, batch: Batch, settings: LossSettings, dtype: torch.dtype
+    model,
+    ref,
+    batch: Batch,
+    kto_pairs: Batch | None = None,
+    *,
+    settings: LossSettings,
+    dtype: torch.dtype,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """``(L, L_M, L_F or None)`` of one batch, L = L_M + lambda * L_F, under autocast when not
-    fp32; kto/dpo score the batch with the reference model too."""
+    fp32; kto/dpo score the batch with the reference model too, and kto takes its reference
+    point from the mismatched pairs ``kto_pairs`` when given (else from the batch's rows)."""
     autocast = torch.autocast(batch.input_ids.device.type, dtype, enabled=dtype != torch.float32)
     with autocast:
+        kl = None
+        if kto_pairs is not None:  # scored before the batch's forward: no graph kept
+            with torch.no_grad():
+                pairs_policy = model(kto_pairs).token_logps
+                pairs_ref = reference_logps(model, ref, kto_pairs)
+            mask = kto_pairs.response_mask
+            kl = objectives.kto_reference_point(pairs_policy, pairs_ref, mask)
         out = model(batch)
         needs_ref = settings.objective in NEEDS_REFERENCE
         ref_logps = reference_logps(model, ref, batch) if needs_ref else None
-        lm = objectives.lm_loss(settings, batch, out, ref_logps)
+        lm = objectives.lm_loss(settings, batch, out, ref_logps, kl)
         if out.fb_seq_logits is None:  # the head is not trained: L = L_M
             return lm, lm, None
         fb = objectives.feedback_loss(settings.feedback_loss, batch, out)

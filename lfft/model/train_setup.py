@@ -112,6 +112,8 @@ def loss_settings(cfg: TrainConfig, trainset: TrainSet) -> LossSettings:
         alpha=cfg.unlikelihood_alpha,
         desirable_weight=w_d,
         undesirable_weight=w_u,
+        kto_reference=cfg.kto_reference,
+        pref_sft=cfg.pref_sft or 0.0,
     )
 
 

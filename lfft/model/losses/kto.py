@@ -3,9 +3,10 @@
 Ethayarajh et al. 2024, "KTO: Model Alignment as Prospect Theoretic Optimization",
 https://arxiv.org/abs/2402.01306, as implemented in TRL's ``KTOTrainer.kto_loss``. With the
 log-ratio ``r = log pi(y|x) - log pi_ref(y|x)`` (sums over response tokens) and the reference
-point ``z = clamp(mean(r), min=0)`` (detached; the paper estimates it from mismatched pairs, TRL
-from the batch), a desirable row costs ``w_d (1 - sigmoid(beta (r - z)))`` and an undesirable one
-``w_u (1 - sigmoid(beta (z - r)))``; the loss is their mean over the rows with a label.
+point ``z`` (detached, clamped at 0: the mean log-ratio over mismatched prompt/response pairs as
+in the paper and TRL, passed as ``kl``; else the batch mean of ``r``), a desirable row costs
+``w_d (1 - sigmoid(beta (r - z)))`` and an undesirable one ``w_u (1 - sigmoid(beta (z - r)))``;
+the loss is their mean over the rows with a label.
 """
 
 from __future__ import annotations
