@@ -288,8 +288,9 @@ def plan(
     (DPO pairs). Shuffled: random mega-batches of 64 batches, each sorted by length, cut into
     batches, batch order shuffled; deterministic for a seed. Not shuffled: sorted by length.
 
-    ``packed`` (for :func:`pack`): no length grouping; the (shuffled) examples are cut into
-    batches of at most ``batch_size`` sequences and ``batch_tokens`` real tokens.
+    ``packed`` (for :func:`pack`, and kto's mixed batches): no length grouping; the (shuffled)
+    examples are cut into batches of at most ``batch_size`` sequences and ``batch_tokens`` real
+    tokens.
     """
     units = [list(range(i, min(i + group, len(lengths)))) for i in range(0, len(lengths), group)]
     rng = random.Random(seed)

@@ -24,7 +24,13 @@ from lfft.model import checkpoint
 from lfft.model.batching import Batch, Example, collate, pack, plan, plan_pad_share, use_packing
 from lfft.model.feedback_lm import FeedbackLM
 from lfft.model.forward import packing_works, unwrap
-from lfft.model.objectives import NEEDS_REFERENCE, LossSettings, TrainSet, kto_weights
+from lfft.model.objectives import (
+    MIXED_BATCHES,
+    NEEDS_REFERENCE,
+    LossSettings,
+    TrainSet,
+    kto_weights,
+)
 from lfft.model.state import TrainState
 from lfft.report import StageResult
 from lfft.schemas import SPLIT
@@ -142,6 +148,7 @@ def epoch_plans(
     """``plan_of(epoch)``: the micro-batches (example indices) of an epoch, a pure function of
     (examples, config, seed, epoch); the last epoch asked for is kept."""
     lengths = [len(e) for e in trainset.examples]
+    mixed = packed or cfg.objective in MIXED_BATCHES  # not grouped by length
 
     @functools.lru_cache(maxsize=1)
     def plan_of(epoch: int) -> list[list[int]]:
@@ -152,7 +159,7 @@ def epoch_plans(
             shuffle=True,
             seed=cfg.seed + epoch,
             group=trainset.group,
-            packed=packed,
+            packed=mixed,
         )
 
     return plan_of
