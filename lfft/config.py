@@ -207,7 +207,7 @@ class TrainConfig:
     )
     pref_sft: float | None = opt(
         None,
-        "kto/dpo: weight of an SFT term on desirable/chosen rows (none: 1 for kto, 0 for dpo).",
+        "kto/dpo: weight of an SFT term on desirable/chosen rows (none: 1).",
         ge=0,
     )
     unlikelihood_alpha: float = opt(1.0, "Weight of the unlikelihood term.", ge=0)

@@ -25,14 +25,14 @@ def test_scratch_defaults_are_the_tiny_base_values_for_every_objective():
     for objective in OBJECTIVES:
         for lora in (False, True):
             got = auto_values(objective, pretrained=False, lora=lora)
-            pref_sft = 1.0 if objective == "kto" else 0.0
+            pref_sft = 1.0 if objective in ("kto", "dpo") else 0.0
             assert got == {"lr": 1e-3, "warmup_steps": 10, "lambda_": 0.5, "pref_sft": pref_sft}
 
 
-def test_kto_gets_an_sft_term_on_desirable_rows_unless_given():
+def test_kto_and_dpo_get_an_sft_term_on_desirable_rows_unless_given():
     for pretrained in (False, True):
         assert resolve(TrainConfig(objective="kto"), {"pretrained": pretrained})[0].pref_sft == 1
-        assert resolve(TrainConfig(objective="dpo"), {"pretrained": pretrained})[0].pref_sft == 0
+        assert resolve(TrainConfig(objective="dpo"), {"pretrained": pretrained})[0].pref_sft == 1
     cfg, chosen = resolve(TrainConfig(objective="kto", pref_sft=0.0), {})
     assert cfg.pref_sft == 0.0 and chosen.summary()["pref sft"] == "0 (given)"
     assert "pref sft" not in resolve(TrainConfig(objective="sft"), {})[1].summary()

@@ -12,7 +12,7 @@ before training:
   ``docs/training.md`` cites each): 2e-5 for the likelihood objectives (sft, filtered, weighted,
   unlikelihood), 5e-6 for the preference objectives that pull against a frozen reference (kto,
   dpo); with ``--lora`` 1e-4 and 1e-5, since only the adapters learn;
-- ``pref_sft`` (the SFT term on desirable rows) 1 for kto, 0 for dpo, on any base.
+- ``pref_sft`` (the SFT term on desirable / chosen rows) 1 for kto and dpo, on any base.
 
 A value the user gives (``--lr``, a TOML key) always wins. Checkpoints written before lfft
 recorded the flag are judged by the base they name (``base_kind``, else ``base``): ``tiny`` is
@@ -35,9 +35,10 @@ PREFERENCE = ("kto", "dpo")  # objectives against a frozen reference: smaller st
 PRETRAINED_LR = {"likelihood": 2e-5, "preference": 5e-6}
 PRETRAINED_LORA_LR = {"likelihood": 1e-4, "preference": 1e-5}
 PRETRAINED = {"warmup_steps": 10, "lambda_": 0.5}
-# the SFT term on desirable rows (LLaMA-Factory's pref_ftx): without it KTO unlearns the wrong
-# answers of imbalanced logs without learning the right ones (docs/objectives.md); DPO as TRL's
-PREF_SFT = {"kto": 1.0}
+# the SFT term on desirable / chosen rows (LLaMA-Factory's pref_ftx, TRL's rpo_alpha): without it
+# kto and dpo from a base that cannot yet answer right push the wrong answers down without
+# pulling the right ones up (docs/objectives.md, docs/learning-proof.md)
+PREF_SFT = {"kto": 1.0, "dpo": 1.0}
 
 
 @dataclass(frozen=True)
