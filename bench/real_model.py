@@ -327,8 +327,13 @@ def data_stages(logs: Path, work: Path) -> None:
         lfft(stage, source, "--out", str(target), *extra, out=d / f"{stage}.txt")
 
 
-def train_run(init: Path, work: Path, name: str, objective: str, lr: float | None, s: Settings):
+def train_run(
+    init: Path, work: Path, name: str, objective: str, lr: float | None, s: Settings, reuse: bool
+):
     out = work / "runs" / name
+    if reuse and complete(out):
+        log(f"{name}: reusing the finished run in {out} (--reuse)")
+        return out
     args = [
         "train",
         "--model",
@@ -362,6 +367,12 @@ def train_run(init: Path, work: Path, name: str, objective: str, lr: float | Non
     return out
 
 
+def complete(folder: Path) -> bool:
+    """Whether ``folder`` holds a finished ``lfft train`` run."""
+    info = folder / "lfft.json"
+    return info.exists() and bool(json.loads(info.read_text()).get("complete"))
+
+
 def held_out(folder: Path, questions: list[str], s: Settings) -> dict[str, list]:
     """Greedy answers of ``folder`` to the held-out questions (kept beside the checkpoint)."""
 
@@ -390,7 +401,7 @@ def evaluate(folder: Path, questions: list[str], base_first: list[str], s: Setti
 # --- the benchmark ---------------------------------------------------------------------------
 
 
-def run(s: Settings, fresh: bool = False) -> dict[str, Any]:
+def run(s: Settings, fresh: bool = False, reuse: bool = False) -> dict[str, Any]:
     work = s.work
     if fresh:
         shutil.rmtree(work, ignore_errors=True)
@@ -415,7 +426,7 @@ def run(s: Settings, fresh: bool = False) -> dict[str, Any]:
     base = evaluate(init, questions, base_first, s)
     results: dict[str, Any] = {"base (no training)": {**base, "lr": "-", "seconds": None}}
     for name, objective, lr in runs:
-        folder = train_run(init, work, name.replace(", --lr ", "-lr"), objective, lr, s)
+        folder = train_run(init, work, name.replace(", --lr ", "-lr"), objective, lr, s, reuse)
         info = json.loads((folder / "lfft.json").read_text())
         chosen = info["defaults"]["lr"]
         log(f"{name}: answering {len(questions)} held-out prompts")
@@ -486,6 +497,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         "waiting for each other cost more than a second core gives)",
     )
     p.add_argument("--fresh", action="store_true", help="delete --work first")
+    p.add_argument(
+        "--reuse",
+        action="store_true",
+        help="reuse finished runs whatever their config (lfft train --resume retrains a run "
+        "whose config changed, e.g. when lfft gained an option that does not touch it)",
+    )
     a = p.parse_args(argv)
     if a.samples < 2:
         p.error("--samples must be at least 2 (half of them from each variant)")
@@ -496,7 +513,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     s = Settings(**{f.name: args[f.name] for f in fields(Settings) if f.name in args})
     torch.set_num_threads(a.threads)
     start = time.perf_counter()
-    report = run(s, a.fresh)
+    report = run(s, a.fresh, a.reuse)
     (s.work / "report.json").write_text(json.dumps(report, indent=1, default=str))
     print(tables(report))
     print(f"\n(total {time.perf_counter() - start:.0f} s; details in {s.work}/report.json)")
