@@ -25,6 +25,7 @@ from lfft.data.formats import (
     hh_rlhf,
     lfft_jsonl,
     oasst,
+    openwebui,
     prm800k,
     prometheus,
     shp,
@@ -48,6 +49,7 @@ RECORD_READERS = {
     m.NAME: m
     for m in (
         lfft_jsonl,
+        openwebui,
         oasst,
         prm800k,
         finegrained,
