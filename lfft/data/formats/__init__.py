@@ -20,11 +20,14 @@ from pathlib import Path
 from typing import Any
 
 from lfft.data.formats import (
+    arena,
     finegrained,
     helpsteer,
     hh_rlhf,
     lfft_jsonl,
+    librechat,
     oasst,
+    openai_ft,
     openwebui,
     prm800k,
     prometheus,
@@ -50,6 +53,9 @@ RECORD_READERS = {
     for m in (
         lfft_jsonl,
         openwebui,
+        librechat,
+        arena,
+        openai_ft,  # before trl: both read "messages" records (see openai_ft)
         oasst,
         prm800k,
         finegrained,
@@ -62,7 +68,16 @@ RECORD_READERS = {
     )
 }
 GROUPS = tuple(name for name, m in RECORD_READERS.items() if is_group(m))  # several files each
-ALIASES = {"csv": TABLE, "tsv": TABLE, "parquet": TABLE, "hh": "hh-rlhf", "oasst2": "oasst"}
+ALIASES = {
+    "csv": TABLE,
+    "tsv": TABLE,
+    "parquet": TABLE,
+    "hh": "hh-rlhf",
+    "oasst2": "oasst",
+    "open-webui": "openwebui",
+    "openai-ft": "openai",
+    "chatbot-arena": "arena",
+}
 FORMATS = (EVENTS, *RECORD_READERS, TABLE, *ALIASES)  # every name read_format accepts
 SHOWN = (EVENTS, *RECORD_READERS, "csv", "tsv", "parquet")  # the names error messages list
 _EVENT_KINDS = ("message", "feedback", "action")

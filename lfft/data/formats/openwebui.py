@@ -310,13 +310,14 @@ def _events(chat_id: str, msgs, mid: str, lookup: Lookup) -> tuple[list[Event], 
 
 
 def _preferences(chat_id: str, msgs, mid: str, group: list[str], lookup: Lookup) -> list[Event]:
-    mine = _events(chat_id, msgs, mid, lookup)[1]
-    out = []
-    for other in group:
-        theirs = _events(chat_id, msgs, other, lookup)[1] if other != mid else mine
-        if other != mid and mine > theirs:
-            out.append(feedback_event("preference", ref=f"{chat_id}:{other}"))
-    return out
+    others = [(f"{chat_id}:{o}", _events(chat_id, msgs, o, lookup)[1]) for o in group if o != mid]
+    return sign_preferences(_events(chat_id, msgs, mid, lookup)[1], others)
+
+
+def sign_preferences(mine: int, siblings: list[tuple[str, int]]) -> list[Event]:
+    """``preference`` events of a reply whose thumbs (1 up, 0 none, -1 down) beat a sibling's:
+    up over unrated or down, unrated over down. ``siblings``: (interaction id, thumbs)."""
+    return [feedback_event("preference", ref=ref) for ref, theirs in siblings if mine > theirs]
 
 
 def _regenerated(msgs, mid: str, group: list[str], kept: set[str]) -> bool:
