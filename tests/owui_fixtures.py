@@ -146,3 +146,32 @@ def write_json(path: Path, value: Any) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(value, indent=1))
     return path
+
+
+def synthetic_export(n_chats: int, seed: int = 0) -> tuple[list[dict], list[dict]]:
+    """(feedback records, chats) of a small Open WebUI instance: arithmetic questions; about a
+    third of the replies wrong and rated down, then regenerated and the right answer rated up;
+    every third feedback record without its snapshot (as newer versions export it), so the join
+    with the chat export is needed."""
+    import random
+
+    rng = random.Random(seed)
+    feedbacks, chats = [], []
+    for c in range(n_chats):
+        a, b = rng.randint(1, 9), rng.randint(1, 9)
+        right, wrong = f"{a} plus {b} is {a + b}.", f"{a} plus {b} is {a + b + 1}."
+        regenerated = rng.random() < 0.35
+        first = wrong if regenerated else right
+        ids = ["a1", "a2"] if regenerated else ["a1"]
+        msgs = [message("u1", None, "user", f"What is {a} plus {b}?", ids)]
+        msgs.append(message("a1", "u1", "assistant", first))
+        if regenerated:
+            msgs.append(message("a2", "u1", "assistant", right))
+        chat = chat_model(f"chat-{c:04d}", msgs, current=ids[-1], user_id=f"user-{c % 7}")
+        chats.append(chat)
+        rated = [("a1", -1), ("a2", 1)] if regenerated else [("a1", rng.choice([1, 1, -1]))]
+        for mid, rating in rated:
+            n = len(feedbacks)
+            rec = feedback(f"fb-{n}", chat, mid, rating, details=9 if rating > 0 else 2)
+            feedbacks.append(rec if n % 3 else {**rec, "snapshot": None})
+    return feedbacks, chats

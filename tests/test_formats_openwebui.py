@@ -252,3 +252,56 @@ def test_other_formats_are_not_taken_for_open_webui(tmp_path):
                 detect(path)
         else:
             assert detect(path) == name
+
+
+@pytest.mark.slow
+def test_pipeline_from_an_open_webui_export_to_a_checkpoint(tmp_path):
+    """`lfft pipeline <folder with the two Open WebUI exports>`: every record is used, every row
+    of every stage is passed on or rejected with a reason, and training writes a checkpoint
+    that transformers loads."""
+    import test_pipeline
+    from owui_fixtures import synthetic_export
+    from transformers import AutoModelForCausalLM
+    from typer.testing import CliRunner
+
+    from lfft.cli import app
+    from lfft.io import count_rows
+    from lfft.stages import Layout
+
+    feedbacks, chats = synthetic_export(120)
+    raw = tmp_path / "owui"
+    write_json(raw / "feedback-history-export-1714557600.json", feedbacks)
+    write_json(raw / "chat-export-1714557600.json", chats)
+    config = tmp_path / "lfft.toml"
+    config.write_text(test_pipeline.TINY.replace('format = "events"', 'format = "auto"'))
+    work = tmp_path / "work"
+    args = ["pipeline", str(raw), "--work", str(work), "--config", str(config)]
+    result = CliRunner().invoke(app, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+
+    def record(stage: str) -> dict:
+        return json.loads((work / ".lfft" / f"{stage}.json").read_text())["result"]
+
+    L = Layout(work)
+    collect_ = record("collect")
+    messages = [m for c in chats for m in c["chat"]["history"]["messages"].values()]
+    replies = sum(m["role"] == "assistant" for m in messages)
+    assert collect_["rows_in"] == len(feedbacks) + len(chats) and collect_["rejects"] == {}
+    assert collect_["rows_out"] == count_rows(L.interactions) == replies
+    assert collect_["extra"]["joined"] == {"openwebui": len(feedbacks)}
+    rows = collect_["rows_out"]
+    for stage, out in (("clean", L.clean), ("normalize", L.feedback)):
+        result = record(stage)
+        rejected = count_rows(out.with_suffix(".rejects.parquet"))
+        assert result["rows_in"] == rows == result["rows_out"] + rejected, stage
+        rows = result["rows_out"]
+    sizes = {name: count_rows(L.splits / f"{name}.parquet") for name in ("train", "val", "test")}
+    assert (
+        record("split")["rows_in"]
+        == rows
+        == sum(sizes.values()) + count_rows(L.splits / "rejects.parquet")
+    )
+    assert min(sizes.values()) > 0 and record("train")["rows_in"] == sizes["train"]
+    model = AutoModelForCausalLM.from_pretrained(L.ckpt_final)
+    assert model.config.num_hidden_layers == 1
+    assert json.loads((L.eval / "metrics.json").read_text())["rows"] > 0
