@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from lfft.data.formats.common import BadRecord, Row, Rows, optional_text, timestamp
-from lfft.data.formats.openwebui import sign_preferences
+from lfft.data.formats.openwebui import sign_preferences, tree_path
 from lfft.data.records import feedback_event, interaction
 
 NAME = "librechat"
@@ -55,7 +55,7 @@ def parse(rec: dict[str, Any]) -> list[Row]:
     for mid, m in msgs.items():
         if m.get("isCreatedByUser"):
             continue
-        path = _path(msgs, m.get("parentMessageId"))
+        path = tree_path(msgs, m.get("parentMessageId"), "parentMessageId")
         if not path or not msgs[path[-1]].get("isCreatedByUser"):
             notes.append(("no_user_turn", f"reply {mid!r} does not answer a user message"))
             continue
@@ -102,17 +102,6 @@ def _flatten(value: Any) -> dict[str, Mapping[str, Any]]:
         out[m["messageId"]] = m
         stack.extend(reversed(kids))
     return out
-
-
-def _path(msgs: Mapping[str, Mapping], start: Any) -> list[str]:
-    path, seen = [], set()
-    while isinstance(start, str) and start in msgs:
-        if start in seen:
-            raise BadRecord("bad_tree", f"parentMessageId loop at {start!r}")
-        seen.add(start)
-        path.append(start)
-        start = msgs[start].get("parentMessageId")
-    return path[::-1]
 
 
 def _turn(m: Mapping[str, Any]) -> dict[str, str]:

@@ -220,15 +220,15 @@ def history(chat: Mapping[str, Any]) -> tuple[dict[str, Mapping[str, Any]], str 
     return msgs, prev
 
 
-def _path(msgs: Mapping[str, Mapping], start: str | None) -> list[str]:
-    """Ids from the root down to ``start`` (following ``parentId``)."""
+def tree_path(msgs: Mapping[str, Mapping], start: Any, parent: str = "parentId") -> list[str]:
+    """Ids from the root down to ``start``, following each message's ``parent`` key."""
     path, seen = [], set()
-    while start is not None and start in msgs:
+    while isinstance(start, str) and start in msgs:
         if start in seen:
-            raise BadRecord("bad_tree", f"parentId loop at message {start!r}")
+            raise BadRecord("bad_tree", f"{parent} loop at message {start!r}")
         seen.add(start)
         path.append(start)
-        start = msgs[start].get("parentId")
+        start = msgs[start].get(parent)
     return path[::-1]
 
 
@@ -268,14 +268,14 @@ def chat_rows(
             if _role(msgs[mid]) != "assistant":
                 raise BadRecord("bad_target", f"message {mid!r} is not an assistant reply")
             wanted.extend(_siblings(msgs, mid))
-    kept = set(_path(msgs, current))
+    kept = set(tree_path(msgs, current))
     rows, notes, done = [], [], set()
     for mid in wanted:
         if mid in done or skip(mid):
             continue
         done.add(mid)
         m = msgs[mid]
-        path = _path(msgs, m.get("parentId"))
+        path = tree_path(msgs, m.get("parentId"))
         if not path or _role(msgs[path[-1]]) != "user":
             notes.append(("no_user_turn", f"reply {mid!r} does not answer a user message"))
             continue
