@@ -15,10 +15,8 @@ prints a Markdown table. The records come from the test fixture builders
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
-import random
 import sys
 import time
 from pathlib import Path
@@ -26,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "bench")]
 from collect_memory import python  # noqa: E402
-from owui_fixtures import chat_model, feedback, message  # noqa: E402
+from owui_fixtures import write_export  # noqa: E402
 
 CHILD = """
 import resource, sys
@@ -38,39 +36,6 @@ use = resource.getrusage(resource.RUSAGE_SELF)
 print(use.ru_maxrss, use.ru_utime + use.ru_stime, result.rows_in, result.rows_out,
       sum(result.rejects.values()), result.extra["joined"]["openwebui"])
 """
-
-
-def write_export(folder: Path, chats: int, seed: int = 0) -> tuple[int, int]:
-    """Write the two exports of ``chats`` chats; returns (feedback records, bytes written)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = random.Random(seed)
-    n_fb = 0
-    with (
-        open(folder / "chat-export-1.json", "w") as cf,
-        open(folder / "feedback-history-export-1.json", "w") as ff,
-    ):
-        cf.write("[")
-        ff.write("[")
-        for c in range(chats):
-            a, b = rng.randint(1, 99), rng.randint(1, 99)
-            regen = c % 3 == 0
-            ids = ["a1", "a2"] if regen else ["a1"]
-            msgs = [message("u1", None, "user", f"What is {a} plus {b}?", ids)]
-            msgs.append(message("a1", "u1", "assistant", f"{a} plus {b} is {a + b + regen}."))
-            if regen:
-                msgs.append(message("a2", "u1", "assistant", f"{a} plus {b} is {a + b}."))
-            chat = chat_model(f"chat-{c:07d}", msgs, current=ids[-1], user_id=f"u{c % 97}")
-            cf.write(("," if c else "") + json.dumps(chat))
-            for mid, rating in [("a1", -1), ("a2", 1)] if regen else [("a1", 1)]:
-                rec = feedback(f"fb-{n_fb}", chat, mid, rating, details=8 if rating > 0 else 3)
-                if n_fb % 3:
-                    rec["snapshot"] = None
-                ff.write(("," if n_fb else "") + json.dumps(rec))
-                n_fb += 1
-        cf.write("]")
-        ff.write("]")
-    size = sum(p.stat().st_size for p in folder.iterdir())
-    return n_fb, size
 
 
 def main() -> None:

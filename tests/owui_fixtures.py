@@ -23,6 +23,7 @@ Upstream (open-webui/open-webui), the fields used below:
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 from typing import Any
 
@@ -148,30 +149,38 @@ def write_json(path: Path, value: Any) -> Path:
     return path
 
 
-def synthetic_export(n_chats: int, seed: int = 0) -> tuple[list[dict], list[dict]]:
-    """(feedback records, chats) of a small Open WebUI instance: arithmetic questions; about a
-    third of the replies wrong and rated down, then regenerated and the right answer rated up;
-    every third feedback record without its snapshot (as newer versions export it), so the join
-    with the chat export is needed."""
-    import random
-
+def write_export(folder: Path, chats: int, seed: int = 0) -> tuple[int, int]:
+    """Write the two exports of a small instance, streamed (any size): ``chats`` arithmetic
+    questions, every third answered wrong, rated down, regenerated and the right answer rated
+    up; the others answered right and rated up; every third feedback record keeps its snapshot,
+    the others have none (as newer versions export them), so the chat export is needed.
+    Returns (feedback records = replies, bytes written)."""
+    folder.mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)
-    feedbacks, chats = [], []
-    for c in range(n_chats):
-        a, b = rng.randint(1, 9), rng.randint(1, 9)
-        right, wrong = f"{a} plus {b} is {a + b}.", f"{a} plus {b} is {a + b + 1}."
-        regenerated = rng.random() < 0.35
-        first = wrong if regenerated else right
-        ids = ["a1", "a2"] if regenerated else ["a1"]
-        msgs = [message("u1", None, "user", f"What is {a} plus {b}?", ids)]
-        msgs.append(message("a1", "u1", "assistant", first))
-        if regenerated:
-            msgs.append(message("a2", "u1", "assistant", right))
-        chat = chat_model(f"chat-{c:04d}", msgs, current=ids[-1], user_id=f"user-{c % 7}")
-        chats.append(chat)
-        rated = [("a1", -1), ("a2", 1)] if regenerated else [("a1", rng.choice([1, 1, -1]))]
-        for mid, rating in rated:
-            n = len(feedbacks)
-            rec = feedback(f"fb-{n}", chat, mid, rating, details=9 if rating > 0 else 2)
-            feedbacks.append(rec if n % 3 else {**rec, "snapshot": None})
-    return feedbacks, chats
+    n_fb = 0
+    with (
+        open(folder / "chat-export-1.json", "w") as cf,
+        open(folder / "feedback-history-export-1.json", "w") as ff,
+    ):
+        cf.write("[")
+        ff.write("[")
+        for c in range(chats):
+            a, b = rng.randint(1, 99), rng.randint(1, 99)
+            regen = c % 3 == 0
+            ids = ["a1", "a2"] if regen else ["a1"]
+            msgs = [message("u1", None, "user", f"What is {a} plus {b}?", ids)]
+            msgs.append(message("a1", "u1", "assistant", f"{a} plus {b} is {a + b + regen}."))
+            if regen:
+                msgs.append(message("a2", "u1", "assistant", f"{a} plus {b} is {a + b}."))
+            chat = chat_model(f"chat-{c:07d}", msgs, current=ids[-1], user_id=f"u{c % 97}")
+            cf.write(("," if c else "") + json.dumps(chat))
+            for mid, rating in [("a1", -1), ("a2", 1)] if regen else [("a1", 1)]:
+                rec = feedback(f"fb-{n_fb}", chat, mid, rating, details=8 if rating > 0 else 3)
+                if n_fb % 3:
+                    rec["snapshot"] = None
+                ff.write(("," if n_fb else "") + json.dumps(rec))
+                n_fb += 1
+        cf.write("]")
+        ff.write("]")
+    size = sum(p.stat().st_size for p in folder.iterdir())
+    return n_fb, size

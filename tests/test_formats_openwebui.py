@@ -260,7 +260,7 @@ def test_pipeline_from_an_open_webui_export_to_a_checkpoint(tmp_path):
     of every stage is passed on or rejected with a reason, and training writes a checkpoint
     that transformers loads."""
     import test_pipeline
-    from owui_fixtures import synthetic_export
+    from owui_fixtures import write_export
     from transformers import AutoModelForCausalLM
     from typer.testing import CliRunner
 
@@ -268,10 +268,8 @@ def test_pipeline_from_an_open_webui_export_to_a_checkpoint(tmp_path):
     from lfft.io import count_rows
     from lfft.stages import Layout
 
-    feedbacks, chats = synthetic_export(120)
     raw = tmp_path / "owui"
-    write_json(raw / "feedback-history-export-1714557600.json", feedbacks)
-    write_json(raw / "chat-export-1714557600.json", chats)
+    n_feedback, _ = write_export(raw, chats=120)
     config = tmp_path / "lfft.toml"
     config.write_text(test_pipeline.TINY.replace('format = "events"', 'format = "auto"'))
     work = tmp_path / "work"
@@ -284,11 +282,9 @@ def test_pipeline_from_an_open_webui_export_to_a_checkpoint(tmp_path):
 
     L = Layout(work)
     collect_ = record("collect")
-    messages = [m for c in chats for m in c["chat"]["history"]["messages"].values()]
-    replies = sum(m["role"] == "assistant" for m in messages)
-    assert collect_["rows_in"] == len(feedbacks) + len(chats) and collect_["rejects"] == {}
-    assert collect_["rows_out"] == count_rows(L.interactions) == replies
-    assert collect_["extra"]["joined"] == {"openwebui": len(feedbacks)}
+    assert collect_["rows_in"] == n_feedback + 120 and collect_["rejects"] == {}
+    assert collect_["rows_out"] == count_rows(L.interactions) == n_feedback  # every reply rated
+    assert collect_["extra"]["joined"] == {"openwebui": n_feedback}
     rows = collect_["rows_out"]
     for stage, out in (("clean", L.clean), ("normalize", L.feedback)):
         result = record(stage)
@@ -305,3 +301,39 @@ def test_pipeline_from_an_open_webui_export_to_a_checkpoint(tmp_path):
     model = AutoModelForCausalLM.from_pretrained(L.ckpt_final)
     assert model.config.num_hidden_layers == 1
     assert json.loads((L.eval / "metrics.json").read_text())["rows"] > 0
+
+
+CHILD = """
+import sys
+from pathlib import Path
+from lfft.config import CollectConfig
+from lfft.data.collect import collect
+result = collect([Path(sys.argv[1])], Path(sys.argv[2]), CollectConfig(batch_rows=1024))
+hwm = next(ln for ln in open("/proc/self/status") if ln.startswith("VmHWM:")).split()[1]
+print(hwm, result.rows_out, result.extra["joined"]["openwebui"])
+"""
+
+
+@pytest.mark.slow
+def test_the_join_holds_its_tables_on_disk_memory_stays_flat(tmp_path):
+    """4x the chats (27 MiB more JSON, ~100 MiB more as Python objects) and the peak RSS of a
+    collect process barely moves: the join's lookup tables live in SQLite, not in memory."""
+    import subprocess
+    import sys
+
+    from owui_fixtures import write_export
+
+    peaks, sizes = [], []
+    for chats in (4_000, 16_000):
+        n_feedback, size = write_export(tmp_path / f"owui-{chats}", chats)
+        out = tmp_path / f"i-{chats}.parquet"
+        proc = subprocess.run(
+            [sys.executable, "-c", CHILD, str(tmp_path / f"owui-{chats}"), str(out)],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        hwm_kib, rows, joined = map(int, proc.stdout.split())
+        assert rows == joined == n_feedback
+        peaks.append(hwm_kib / 1024)
+        sizes.append(size / 2**20)
+    assert sizes[1] - sizes[0] > 25
+    assert peaks[1] - peaks[0] < 12, peaks

@@ -97,7 +97,7 @@ class Stash:
         self._db = sqlite3.connect(Path(self._dir.name) / "stash.db")
         self._db.execute("PRAGMA journal_mode=OFF")
         self._db.execute("PRAGMA synchronous=OFF")
-        self._db.execute("PRAGMA cache_size=-16000")  # at most ~16 MB of pages in memory
+        self._db.execute("PRAGMA cache_size=-4000")  # at most ~4 MB of pages in memory
         self._db.execute("CREATE TABLE kv (k TEXT NOT NULL, v TEXT NOT NULL)")
         self._db.execute("CREATE INDEX kv_k ON kv (k)")
         self._pending: list[tuple[str, str]] = []
