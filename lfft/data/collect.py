@@ -5,8 +5,10 @@
 lfft-events files are joined in two passes with bounded memory (:mod:`lfft.data.event_passes`):
 pass 1 parses every line and appends its record to a hash partition of its session, pass 2
 joins one partition at a time (:func:`lfft.data.join.join_session`) and streams rows to the
-output. Files in other formats stream through their reader (:mod:`lfft.data.formats`). The
-output, the rejects file, the metadata and the summary go through :mod:`lfft.data.runner`.
+output. Files in other formats stream through their reader (:mod:`lfft.data.formats`); the files
+of a format made of several files (feedback + chats) are read together by its group reader
+(:mod:`lfft.data.formats.groups`). The output, the rejects file, the metadata and the summary
+go through :mod:`lfft.data.runner`.
 
 Accounting: every input line (lfft-events) or record (other formats) is read once and ends up
 either *used* (in an output row, or a feedback event attached to one) or *rejected* with a reason
@@ -19,7 +21,7 @@ from __future__ import annotations
 import importlib.abc
 import sys
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import pyarrow as pa
@@ -27,8 +29,9 @@ import pyarrow as pa
 from lfft.config import CollectConfig
 from lfft.data.event_passes import Counts, collect_events
 from lfft.data.event_table import SOURCE as EVENTS
+from lfft.data.formats.groups import gather, source_of
 from lfft.data.readers import expand_inputs
-from lfft.data.records import Parsed, RowBuffer
+from lfft.data.records import Parsed, Reject, RowBuffer
 from lfft.data.runner import Output, StageRun
 from lfft.errors import ConfigError, LfftError
 from lfft.report import StageResult
@@ -60,15 +63,22 @@ def collect(inputs: list[Path], out: Path, cfg: CollectConfig) -> StageResult:
         raise ConfigError(f"collect: memory_budget must be > 0 MB, not {cfg.memory_budget!r}")
     files = expand_inputs(inputs)
     formats = _formats(files, cfg)
-    counts = Counts(formats=Counter(formats))
+    roles = _roles(files, formats)
+    readers = [f"{fmt}/{role}" if role else fmt for fmt, role in zip(formats, roles, strict=True)]
+    counts = Counts(formats=Counter(readers))
+    joined: dict[str, int] = {}  # per group format: records joined across its files
     outputs = {"interactions": Output(out, INTERACTIONS, cfg.part_rows)}
     with StageRun(STAGE, cfg, list(inputs), outputs, rejects=out, required=False) as run:
         event_files = [f for f, fmt in zip(files, formats, strict=True) if fmt == EVENTS]
         if event_files:
             collect_events(event_files, cfg, run, counts)
-        for path, fmt in zip(files, formats, strict=True):
-            if fmt != EVENTS:
-                _collect_format(path, fmt, cfg, run, counts)
+        for path, fmt, role in zip(files, formats, roles, strict=True):
+            if fmt != EVENTS and role is None:
+                items = _formats_module().read_format(path, fmt, cfg)
+                _collect_items(items, lambda _, name=str(path): name, cfg, run, counts)
+        if any(roles):
+            joined = _collect_groups(gather(files, formats, roles), cfg, run, counts)
+        run.meta["files"] = dict(zip(map(str, files), readers, strict=True))
         run.meta["counts"] = {
             "rows": run.writer().rows,
             "lines_read": counts.lines,
@@ -86,7 +96,8 @@ def collect(inputs: list[Path], out: Path, cfg: CollectConfig) -> StageResult:
             "sessions": counts.sessions,
             "feedback events": counts.feedback,
             "implicit signals": counts.implicit,
-            "formats": dict(counts.formats),  # files read per format
+            "formats": dict(counts.formats),  # files read per format (and role in a group)
+            **({"joined": joined} if joined else {}),
             **({"spilled to disk": counts.spilled} if counts.spilled else {}),
             **({"left out of used records": dict(sorted(run.notes.items()))} if run.notes else {}),
         }
@@ -137,6 +148,16 @@ def _formats(files: list[Path], cfg: CollectConfig) -> list[str]:
     return [formats_mod.detect(f) for f in files]
 
 
+def _roles(files: list[Path], formats: list[str]) -> list[str | None]:
+    """Each file's role in its group format (see :mod:`lfft.data.formats.groups`), else None."""
+    formats_mod = _formats_module()
+    groups = getattr(formats_mod, "GROUPS", ())
+    return [
+        formats_mod.role(f, fmt) if fmt in groups else None
+        for f, fmt in zip(files, formats, strict=True)
+    ]
+
+
 def _formats_module():
     """``lfft.data.formats`` if it provides ``detect`` and ``read_format``, else None."""
     try:
@@ -151,13 +172,30 @@ def _formats_module():
 # --- other formats -----------------------------------------------------------------------------
 
 
-def _collect_format(path: Path, fmt: str, cfg, run: StageRun, counts: Counts) -> None:
-    """Stream one file of another format through its reader into the run's output and sink."""
-    formats = _formats_module()
-    name = str(path)
+def _collect_groups(
+    groups: dict[str, dict[str, list[Path]]], cfg, run: StageRun, counts: Counts
+) -> dict[str, int]:
+    """Read each group format's files together; returns the records joined per format."""
+    joined = {}
+    for fmt, by_role in groups.items():
+        group = _formats_module().read_group(fmt, by_role, cfg)
+        where = source_of(p for paths in by_role.values() for p in paths)
+        _collect_items(group, where, cfg, run, counts)
+        joined[fmt] = group.stats.get("joined", 0)
+    return joined
+
+
+def _collect_items(
+    items: Iterable[Parsed | Reject],
+    source: Callable[[str], str],
+    cfg,
+    run: StageRun,
+    counts: Counts,
+) -> None:
+    """Stream a reader's items into the run's output and sink (``source``: location -> file)."""
     buffer = RowBuffer(INTERACTIONS, cfg.batch_rows)
     add: Callable = buffer.add
-    for item in formats.read_format(path, fmt, cfg):
+    for item in items:
         counts.lines += 1
         if isinstance(item, Parsed):
             counts.used += 1
@@ -168,7 +206,7 @@ def _collect_format(path: Path, fmt: str, cfg, run: StageRun, counts: Counts) ->
                 if table is not None:
                     run.write(table)
         else:
-            run.sink.add(name, item.location, item.reason, item.raw, item.detail)
+            run.sink.add(source(item.location), item.location, item.reason, item.raw, item.detail)
     table = buffer.drain()
     if table is not None:
         run.write(table)

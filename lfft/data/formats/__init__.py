@@ -8,6 +8,8 @@ Each input record yields exactly one ``Parsed`` (its ``interactions`` rows: a pa
 OpenAssistant tree one per assistant message) or one ``Reject`` (a short reason), so a caller's
 record count is always parsed + rejected. Readers are generators over the file's records: memory
 does not grow with the file (see :mod:`lfft.data.formats.jsonio` for single-array JSON files).
+Formats whose data comes in several files (a feedback export and the chats it rates) are read
+by their module's ``read_group`` over all their files at once: see :mod:`.groups`.
 Field-by-field mappings: ``docs/formats.md``.
 """
 
@@ -18,11 +20,15 @@ from pathlib import Path
 from typing import Any
 
 from lfft.data.formats import (
+    arena,
     finegrained,
     helpsteer,
     hh_rlhf,
     lfft_jsonl,
+    librechat,
     oasst,
+    openai_ft,
+    openwebui,
     prm800k,
     prometheus,
     shp,
@@ -32,6 +38,7 @@ from lfft.data.formats import (
     ultrafeedback,
 )
 from lfft.data.formats.common import read_records
+from lfft.data.formats.groups import GroupRead, is_group
 from lfft.data.formats.jsonio import inner_suffix
 from lfft.data.records import Parsed, Reject
 from lfft.errors import LfftError
@@ -45,6 +52,10 @@ RECORD_READERS = {
     m.NAME: m
     for m in (
         lfft_jsonl,
+        openwebui,
+        librechat,
+        arena,
+        openai_ft,  # before trl: both read "messages" records (see openai_ft)
         oasst,
         prm800k,
         finegrained,
@@ -56,7 +67,17 @@ RECORD_READERS = {
         trl,
     )
 }
-ALIASES = {"csv": TABLE, "tsv": TABLE, "parquet": TABLE, "hh": "hh-rlhf", "oasst2": "oasst"}
+GROUPS = tuple(name for name, m in RECORD_READERS.items() if is_group(m))  # several files each
+ALIASES = {
+    "csv": TABLE,
+    "tsv": TABLE,
+    "parquet": TABLE,
+    "hh": "hh-rlhf",
+    "oasst2": "oasst",
+    "open-webui": "openwebui",
+    "openai-ft": "openai",
+    "chatbot-arena": "arena",
+}
 FORMATS = (EVENTS, *RECORD_READERS, TABLE, *ALIASES)  # every name read_format accepts
 SHOWN = (EVENTS, *RECORD_READERS, "csv", "tsv", "parquet")  # the names error messages list
 _EVENT_KINDS = ("message", "feedback", "action")
@@ -109,11 +130,31 @@ def detect_record(rec: dict[str, Any]) -> str | None:
     return TABLE if table.looks_like(rec) else None
 
 
+def role(path: Path, fmt: str) -> str | None:
+    """The role of ``path`` in a group format (see :mod:`.groups`), from its first record of
+    that format; None for a single-file format. A file with no such record takes the format's
+    main role (its reader then rejects what it holds)."""
+    module = RECORD_READERS.get(canonical(fmt))
+    if module is None or not is_group(module):
+        return None
+    for rec in _first_objects(Path(path)):
+        if module.looks_like(rec):
+            found = module.role(rec)
+            if found not in module.ROLES:
+                raise LfftError(
+                    f"{path}: {module.NAME} role {found!r} is not one of {module.ROLES}"
+                )
+            return found
+    return module.ROLES[0]
+
+
 def read_format(path: Path, fmt: str, cfg: Any = None) -> Iterator[Parsed | Reject]:
     """Stream ``path`` through the reader ``fmt``: one Parsed or Reject per input record.
 
     ``cfg`` is the :class:`lfft.config.CollectConfig` (its ``column_map`` feeds tables).
-    Raises :class:`LfftError` up front for an unknown format or a bad column map.
+    Raises :class:`LfftError` up front for an unknown format or a bad column map. A file of a
+    group format is read alone as its group (to join it with its other files, see
+    :func:`read_group`).
     """
     path = Path(path)
     name = canonical(fmt)
@@ -121,7 +162,15 @@ def read_format(path: Path, fmt: str, cfg: Any = None) -> Iterator[Parsed | Reje
         raise LfftError(f"{path}: lfft-events files are read by lfft.data.collect, not here")
     if name == TABLE:
         return table.read(path, getattr(cfg, "column_map", None) or {})
+    if name in GROUPS:
+        return iter(read_group(name, {role(path, name): [path]}, cfg))
     return read_records(path, RECORD_READERS[name].parse)
+
+
+def read_group(fmt: str, files: dict[str, list[Path]], cfg: Any = None) -> GroupRead:
+    """All files of the group format ``fmt``, by role, read together: iterate it for one Parsed
+    or Reject per record of every file; its ``stats`` afterwards (e.g. ``{"joined": n}``)."""
+    return GroupRead(RECORD_READERS[canonical(fmt)], files, cfg)
 
 
 def _first_objects(path: Path) -> list[dict[str, Any]]:
