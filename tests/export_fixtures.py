@@ -184,35 +184,41 @@ def lf_manifest(files: list[str]) -> dict[str, Any]:
 
 
 def lf_ui_observation(row: dict[str, Any]) -> dict[str, Any]:
-    """The same observation as the UI's batch export writes it (JSON/JSONL): camelCase keys of
-    ``convertObservation`` (packages/shared/src/server/repositories/observations_converters.ts)
-    with input/output parsed, as worker/src/features/database-read-stream/observation-stream.ts
-    emits them."""
+    """The same observation as the UI's batch export of the events table writes it (JSON/JSONL):
+    ``BatchExportEventsRow`` in worker/src/features/database-read-stream/event-stream.ts
+    (camelCase keys; input/output as ClickHouse returns them, JSON text; no updatedAt)."""
     return {
         "id": row["id"],
         "traceId": row["trace_id"],
-        "projectId": row["project_id"],
+        "traceName": "chat",
         "type": row["type"],
-        "parentObservationId": row["parent_observation_id"],
+        "name": row["name"],
         "startTime": row["start_time"],
         "endTime": row["end_time"],
-        "name": row["name"],
+        "completionStartTime": row["completion_start_time"],
+        "environment": row["environment"],
+        "version": row["version"],
+        "userId": row["user_id"],
+        "sessionId": row["session_id"],
         "level": row["level"],
         "statusMessage": row["status_message"],
-        "version": row["version"],
-        "environment": row["environment"],
-        "completionStartTime": row["completion_start_time"],
-        "createdAt": row["created_at"],
-        "updatedAt": row["updated_at"],
-        "input": None if row["input"] is None else json.loads(row["input"]),
-        "output": None if row["output"] is None else json.loads(row["output"]),
+        "promptName": None,
+        "promptId": None,
+        "promptVersion": None,
+        "modelId": None,
+        "providedModelName": row["provided_model_name"],
+        "modelParameters": row["model_parameters"],
+        "usageDetails": row["usage_details"],
+        "costDetails": {},
+        "totalCost": 0.0,
+        "input": row["input"],
+        "output": row["output"],
         "metadata": {},
-        "model": row["provided_model_name"],
-        "modelParameters": {"temperature": 0},
-        "traceName": "chat",
-        "traceTags": [],
-        "traceTimestamp": row["start_time"],
-        "userId": row["user_id"],
+        "latencyMs": 800,
+        "timeToFirstTokenMs": 200,
+        "tags": [],
+        "release": None,
+        "parentObservationId": row["parent_observation_id"],
         "scores": {},
         "comments": [],
     }

@@ -98,6 +98,7 @@ def collect(inputs: list[Path], out: Path, cfg: CollectConfig) -> StageResult:
             "implicit signals": counts.implicit,
             "formats": dict(counts.formats),  # files read per format (and role in a group)
             **({"joined": joined} if joined else {}),
+            **({"scores read as": run.meta["scores"]} if "scores" in run.meta else {}),
             **({"spilled to disk": counts.spilled} if counts.spilled else {}),
             **({"left out of used records": dict(sorted(run.notes.items()))} if run.notes else {}),
         }
@@ -182,6 +183,8 @@ def _collect_groups(
         where = source_of(p for paths in by_role.values() for p in paths)
         _collect_items(group, where, cfg, run, counts)
         joined[fmt] = group.stats.get("joined", 0)
+        for name, how in group.stats.get("scores", {}).items():  # numeric scores: what they became
+            run.meta.setdefault("scores", {})[f"{fmt} {name}"] = how
     return joined
 
 

@@ -72,7 +72,7 @@ _CAMEL = {
     "session_id": "sessionId",
     "user_id": "userId",
     "status_message": "statusMessage",
-    "provided_model_name": "model",
+    "provided_model_name": "providedModelName",
     "observation_id": "observationId",
     "dataset_run_id": "datasetRunId",
     "data_type": "dataType",
@@ -82,9 +82,12 @@ _CAMEL = {
 
 
 def get(rec: dict[str, Any], key: str) -> Any:
-    """A field by its export name, else by the UI export's camelCase name."""
+    """A field by its export name, else by the UI export's camelCase name (the legacy
+    observations UI export names the model ``model``)."""
     value = rec.get(key)
-    return rec.get(_CAMEL[key]) if value is None and key in _CAMEL else value
+    if value is None and key in _CAMEL:
+        value = rec.get(_CAMEL[key])
+    return rec.get("model") if value is None and key == "provided_model_name" else value
 
 
 def role(rec: dict[str, Any]) -> str | None:
@@ -172,8 +175,8 @@ class Joiner:
     def finish(self) -> Iterator[Parsed | Reject]:
         return iter(())
 
-    def stats(self) -> dict[str, int]:
-        return {"joined": self.joined}
+    def stats(self) -> dict[str, Any]:
+        return {"joined": self.joined, "scores": self.kinds.report()}
 
     def _generations(
         self,

@@ -150,8 +150,8 @@ class Joiner:
                             row["feedback"].append(feedback_event("preference", ref=ref, ts=ts))
             yield item
 
-    def stats(self) -> dict[str, int]:
-        return {"joined": self.joined}
+    def stats(self) -> dict[str, Any]:
+        return {"joined": self.joined, "scores": self.kinds.report()}
 
     def _rows(
         self, key: str, runs: dict[str, tj.Entry], out: dict[str, Parsed | Reject]

@@ -17,7 +17,7 @@ A format plugs in with a *joiner*::
     ingest(role, rec) -> (key, version, data)     # BadRecord to reject it, Skip to pass it over
     join(key, entries) -> list[Parsed | Reject]   # entries: (role, key, loc, version, data)
     finish() -> Iterator[Parsed | Reject]          # anything held back until every trace is done
-    stats() -> dict[str, int]                      # what read_group returns (e.g. joined)
+    stats() -> dict[str, Any]                      # what read_group returns: joined, scores
 
 ``version`` orders copies of one record (the export's ``updated_at``): :func:`latest` keeps the
 newest, ties going to the one read last.
@@ -78,12 +78,12 @@ class Joiner(Protocol):
     def ingest(self, role: str, rec: dict[str, Any]) -> tuple[str, float, dict[str, Any]]: ...
     def join(self, key: str, entries: list[Entry]) -> list[Parsed | Reject]: ...
     def finish(self) -> Iterator[Parsed | Reject]: ...
-    def stats(self) -> dict[str, int]: ...
+    def stats(self) -> dict[str, Any]: ...
 
 
 def read_joined(
     files: dict[str, list[Path]], joiner: Joiner, cfg: Any = None
-) -> Generator[Parsed | Reject, None, dict[str, int]]:
+) -> Generator[Parsed | Reject, None, dict[str, Any]]:
     """Both passes over a group's ``files`` (by role): one Parsed or Reject per record."""
     paths = [p for group in files.values() for p in group]
     budget = budget_bytes(getattr(cfg, "memory_budget", _DEFAULT_BUDGET_MB))
