@@ -27,6 +27,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from lfft.config import CollectConfig
+from lfft.data import remote
 from lfft.data.event_passes import Counts, collect_events
 from lfft.data.event_table import SOURCE as EVENTS
 from lfft.data.formats.groups import gather, source_of
@@ -71,7 +72,8 @@ def collect(inputs: list[Path], out: Path, cfg: CollectConfig) -> StageResult:
     with StageRun(STAGE, cfg, list(inputs), outputs, rejects=out, required=False) as run:
         event_files = [f for f, fmt in zip(files, formats, strict=True) if fmt == EVENTS]
         if event_files:
-            collect_events(event_files, cfg, run, counts)
+            with remote.local_copies(event_files, run) as (local, run_view):  # s3:// gs:// az://
+                collect_events(local, cfg, run_view, counts)
         for path, fmt, role in zip(files, formats, roles, strict=True):
             if fmt != EVENTS and role is None:
                 items = _formats_module().read_format(path, fmt, cfg)

@@ -26,12 +26,15 @@ roles, managed identities) instead of stopping when none of the above is set;
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import io
 import json
 import os
 import re
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -61,8 +64,9 @@ def url_of(path: str | os.PathLike) -> str:
     scheme, rest = SCHEMES[m.group(1)], m.group(2).rstrip("/")
     bucket = rest.split("/", 1)[0]
     if "@" in bucket or "?" in rest or "#" in rest:
+        shown = bucket.rsplit("@", 1)[-1].split("?", 1)[0]  # never echo a secret
         raise LfftError(
-            f"{m.group(1)}://{bucket}/...: credentials and options belong in environment "
+            f"{m.group(1)}://{shown}/...: credentials and options belong in environment "
             "variables, not in the URL (docs/collect.md#object-storage)"
         )
     if not bucket:
@@ -77,6 +81,10 @@ def expand(path: str | os.PathLike, is_data_file: Any) -> list[Path]:
     url = url_of(path)
     found = _objects(url, is_data_file)
     if not found:
+        fs, key = _filesystem(url)
+        bucket = key.split("/", 1)[0]
+        if _call(url, fs.get_file_info, bucket).type == pafs.FileType.NotFound:
+            raise LfftError(f"{url}: no bucket {bucket!r} (or no access to it)")
         raise LfftError(
             f"{url}: no log files there (looked for .jsonl, .json, .csv, .tsv, .parquet, "
             "each also .gz/.zst)"
@@ -138,6 +146,46 @@ def fingerprint(path: str | os.PathLike) -> str:
 
     stamp = [[name, i.size, i.mtime_ns] for name, i in _objects(url_of(path), is_data_file)]
     return hashlib.blake2b(json.dumps(stamp).encode(), digest_size=8).hexdigest()
+
+
+@contextlib.contextmanager
+def local_copies(files: list[Path], run: Any) -> Iterator[tuple[list[Path], Any]]:
+    """``files`` with remote ones copied (streamed, still compressed) into ``run``'s temporary
+    folder, and a view of ``run`` whose rejects name the URLs again. For readers that need a
+    local file (the lfft-events passes size and reopen files by name, also in worker
+    processes); every other format streams from the store directly."""
+    names: dict[str, str] = {}
+    local: list[Path] = []
+    for i, path in enumerate(files):
+        if not is_url(path):
+            local.append(path)
+            continue
+        url = url_of(path)
+        fs, key = _filesystem(url)
+        dest = Path(run.tmp) / "remote" / str(i) / Path(key).name
+        dest.parent.mkdir(parents=True)
+        with _call(url, fs.open_input_stream, key, compression=None) as src, open(dest, "wb") as f:
+            shutil.copyfileobj(src, f, _READ_BUFFER)
+        names[str(dest)] = str(path)
+        local.append(dest)
+    yield local, (_Renamed(run, names) if names else run)
+
+
+class _Renamed:
+    """A stage run whose reject sink shows local copies under their remote names."""
+
+    def __init__(self, run: Any, names: dict[str, str]):
+        self._run, self._names = run, names
+        self.sink = self
+
+    def add(self, source: str, location: str, *rest: Any) -> None:
+        name = self._names.get(source)
+        if name is not None:
+            source, location = name, name + location[len(source) :]
+        self._run.sink.add(source, location, *rest)
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(self._run, attr)
 
 
 # --- filesystems -------------------------------------------------------------------------------
