@@ -205,7 +205,7 @@ def test_score_targets_and_their_rejects(tmp_path):
     assert events(rows["g2"]) == [("thumbs", 1.0, None, None)]  # the last generation beneath
     assert events(rows["g1"]) == []
     by_line = {loc.rsplit(":", 1)[1]: why for loc, why in rejects.items() if "scores" in loc}
-    assert by_line["2"] == ("orphan_feedback", "no usable generation at or beneath tool")
+    assert by_line["2"][1] == "no usable generation at or beneath observation tool"
     assert by_line["3"] == ("orphan_feedback", "observation gone is not in the export")
     assert by_line["4"] == ("orphan_feedback", "the trace has no observations in the export")
     assert by_line["5"][0] == "target_rejected"

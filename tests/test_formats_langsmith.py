@@ -209,7 +209,7 @@ def test_targets_errors_orphans_and_threads(tmp_path):
     assert rejects["feedback.jsonl:1"] == ("target_rejected", "llm run t2 was rejected (run_error)")
     assert rejects["feedback.jsonl:2"] == (
         "orphan_feedback",
-        "no successful llm run at or beneath run t4",
+        "no usable llm run at or beneath run t4",
     )
     assert rejects["feedback.jsonl:3"] == ("orphan_feedback", "run gone is not in the export")
 

@@ -67,7 +67,7 @@ def url_of(path: str | os.PathLike) -> str:
         shown = bucket.rsplit("@", 1)[-1].split("?", 1)[0]  # never echo a secret
         raise LfftError(
             f"{m.group(1)}://{shown}/...: credentials and options belong in environment "
-            "variables, not in the URL (docs/collect.md#object-storage)"
+            "variables, not in the URL (docs/formats.md#object-storage-s3-gs-az)"
         )
     if not bucket:
         raise LfftError(f"{text}: the URL names no bucket")

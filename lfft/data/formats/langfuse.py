@@ -28,8 +28,6 @@ score data types in ``packages/shared/src/domain/scores.ts``.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 from lfft.data.formats import trace_join as tj
@@ -107,19 +105,10 @@ def looks_like(rec: dict[str, Any]) -> bool:
     return role(rec) is not None
 
 
-def read_group(files: dict[str, list[Path]], cfg: Any = None) -> Iterator[Parsed | Reject]:
-    """Every file of a Langfuse export, by role: one Parsed or Reject per record."""
-    return (yield from tj.read_joined(files, Joiner(cfg), cfg))
-
-
-class Joiner:
+class Joiner(tj.Joiner):
     """The Langfuse side of :func:`lfft.data.formats.trace_join.read_joined`."""
 
     NAME = NAME
-
-    def __init__(self, cfg: Any = None):
-        self.kinds = ScoreKinds(getattr(cfg, "column_map", None))
-        self.joined = 0
 
     role = staticmethod(role)
 
@@ -137,7 +126,8 @@ class Joiner:
             return rid, tj.version_of(get(rec, "updated_at"), rec.get("timestamp")), data
         key = get(rec, "trace_id")
         if role == "observations":
-            data.update(_fields(rec, "type", "parent_observation_id", "start_time"))
+            data.update(_fields(rec, "type", "start_time"))
+            data["parent"] = get(rec, "parent_observation_id")
             if rec["type"] == "GENERATION":
                 keep = ("input", "output", "session_id", "user_id", "provided_model_name")
                 data.update(_fields(rec, "level", "status_message", *keep))
@@ -171,12 +161,6 @@ class Joiner:
         for row in rows.values():
             row["feedback"].sort(key=_by_time)
         return [out[entry[tj.LOC]] for entry in entries]
-
-    def finish(self) -> Iterator[Parsed | Reject]:
-        return iter(())
-
-    def stats(self) -> dict[str, Any]:
-        return {"joined": self.joined, "scores": self.kinds.report()}
 
     def _generations(
         self,
@@ -212,7 +196,6 @@ class Joiner:
     ) -> None:
         """Attach each score to its generation's row, or reject it."""
         by_time = sorted(rows, key=lambda oid: _start(observations[oid]))
-        parents = {oid: e[tj.DATA].get("parent_observation_id") for oid, e in observations.items()}
         for entry in scores.values():
             score, loc = entry[tj.DATA], entry[tj.LOC]
             target = score.get("observation_id")
@@ -223,7 +206,9 @@ class Joiner:
                         what = "no usable generation" if observations else "no observations"
                         raise BadRecord("orphan_feedback", f"the trace has {what} in the export")
                 else:
-                    oid = _target(target, observations, rows, parents, by_time, out)
+                    oid = tj.feedback_target(
+                        target, observations, rows, by_time, out, _is_generation, NAMES
+                    )
                 events = _score_events(score, self.kinds)
             except tj.ERRORS as e:
                 out[loc] = tj.failure(entry, e)
@@ -233,27 +218,11 @@ class Joiner:
             out[loc] = Parsed(loc, [])
 
 
-def _target(
-    target: str,
-    observations: dict[str, tj.Entry],
-    rows: dict[str, dict[str, Any]],
-    parents: dict[str, Any],
-    by_time: list[str],
-    out: dict[str, Parsed | Reject],
-) -> str:
-    """The generation a score on observation ``target`` belongs to (BadRecord if none)."""
-    if target not in observations:
-        raise BadRecord("orphan_feedback", f"observation {target} is not in the export")
-    if target in rows:
-        return target
-    obs = observations[target]
-    if obs[tj.DATA].get("type") == "GENERATION":
-        why = out[obs[tj.LOC]]
-        raise BadRecord("target_rejected", f"generation {target} was rejected ({why.reason})")
-    below = tj.last_beneath(target, by_time, parents)
-    if below is None:
-        raise BadRecord("orphan_feedback", f"no usable generation at or beneath {target}")
-    return below
+NAMES = ("observation", "generation")
+
+
+def _is_generation(obs: dict[str, Any]) -> bool:
+    return obs.get("type") == "GENERATION"
 
 
 def _row(trace_id: str, obs: dict[str, Any], trace: dict[str, Any]) -> dict[str, Any]:
@@ -369,3 +338,6 @@ def _start(entry: tj.Entry) -> float:
 
 def _by_time(event: dict[str, Any]) -> tuple[bool, Any]:
     return (event["ts"] is None, event["ts"])
+
+
+read_group = tj.group_reader(Joiner)

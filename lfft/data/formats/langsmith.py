@@ -30,13 +30,11 @@ Upstream, langchain-ai/langsmith-sdk at bc8dd672: ``Run``/``RunBase``/``Feedback
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 from lfft.data.formats import trace_join as tj
 from lfft.data.formats.common import ROLES as CHAT_ROLES
 from lfft.data.formats.common import BadRecord, dumps, message, split_prompt, timestamp
-from lfft.data.formats.score_kinds import ScoreKinds
 from lfft.data.records import Parsed, Reject, feedback_event, interaction
 
 NAME = "langsmith"
@@ -68,20 +66,14 @@ def looks_like(rec: dict[str, Any]) -> bool:
     return role(rec) is not None
 
 
-def read_group(files: dict[str, list[Path]], cfg: Any = None) -> Iterator[Parsed | Reject]:
-    """Every runs and feedback file of one collect call: one Parsed or Reject per record."""
-    return (yield from tj.read_joined(files, Joiner(cfg), cfg))
-
-
-class Joiner:
+class Joiner(tj.Joiner):
     """The LangSmith side of :func:`lfft.data.formats.trace_join.read_joined`."""
 
     NAME = NAME
     role = staticmethod(role)
 
     def __init__(self, cfg: Any = None):
-        self.kinds = ScoreKinds(getattr(cfg, "column_map", None))
-        self.joined = 0
+        super().__init__(cfg)
         self.groups: dict[str, dict[str, float | None]] = {}  # group -> {feedback id: score}
         self.resolved: dict[str, list[str]] = {}  # grouped feedback id -> interaction ids
         self.held: dict[str, tuple[Parsed, list[tuple[str, list[dict]]]]] = {}
@@ -117,12 +109,11 @@ class Joiner:
         for old, new in older_fb:
             out[old[tj.LOC]] = tj.superseded(old, new, "feedback")
         rows = self._rows(key, runs, out)
-        parents = {rid: e[tj.DATA].get("parent_run_id") for rid, e in runs.items()}
         by_time = sorted(rows, key=lambda rid: tj.version_of(runs[rid][tj.DATA]["start_time"]))
         for entry in feedback.values():
             fb, loc = entry[tj.DATA], entry[tj.LOC]
             try:
-                target = _target(fb["run_id"], runs, rows, parents, by_time, out)
+                target = tj.feedback_target(fb["run_id"], runs, rows, by_time, out, _is_llm, NAMES)
                 events = self._events(fb)
             except tj.ERRORS as e:
                 out[loc] = tj.failure(entry, e)
@@ -150,15 +141,12 @@ class Joiner:
                             row["feedback"].append(feedback_event("preference", ref=ref, ts=ts))
             yield item
 
-    def stats(self) -> dict[str, Any]:
-        return {"joined": self.joined, "scores": self.kinds.report()}
-
     def _rows(
         self, key: str, runs: dict[str, tj.Entry], out: dict[str, Parsed | Reject]
     ) -> dict[str, list[dict[str, Any]]]:
         """The rows of each successful llm run (by run id); every run's item into ``out``."""
         root = runs.get(key) or next(
-            (e for e in runs.values() if not e[tj.DATA].get("parent_run_id")), None
+            (e for e in runs.values() if not e[tj.DATA].get("parent")), None
         )
         thread = root[tj.DATA].get("thread") if root else None
         rows: dict[str, list[dict[str, Any]]] = {}
@@ -214,27 +202,11 @@ class Joiner:
         self.held[run_loc][1].append((str(group), rows))
 
 
-def _target(
-    run_id: Any,
-    runs: dict[str, tj.Entry],
-    rows: dict[str, list[dict[str, Any]]],
-    parents: dict[str, Any],
-    by_time: list[str],
-    out: dict[str, Parsed | Reject],
-) -> str:
-    """The llm run that feedback on ``run_id`` belongs to (BadRecord if none)."""
-    if run_id not in runs:
-        raise BadRecord("orphan_feedback", f"run {run_id} is not in the export")
-    if run_id in rows:
-        return run_id
-    run = runs[run_id]
-    if run[tj.DATA].get("run_type") == "llm":
-        why = out[run[tj.LOC]]
-        raise BadRecord("target_rejected", f"llm run {run_id} was rejected ({why.reason})")
-    below = tj.last_beneath(run_id, by_time, parents)
-    if below is None:
-        raise BadRecord("orphan_feedback", f"no successful llm run at or beneath run {run_id}")
-    return below
+NAMES = ("run", "llm run")
+
+
+def _is_llm(run: dict[str, Any]) -> bool:
+    return run.get("run_type") == "llm"
 
 
 def _run_key(rec: dict[str, Any]) -> str:
@@ -253,7 +225,8 @@ def _run_fields(rec: dict[str, Any]) -> dict[str, Any]:
     extra = rec.get("extra") if isinstance(rec.get("extra"), dict) else {}
     meta = extra.get("metadata") if isinstance(extra.get("metadata"), dict) else {}
     thread = next((str(meta[k]) for k in THREAD_KEYS if meta.get(k)), None)
-    data = {k: rec.get(k) for k in ("id", "parent_run_id", "run_type", "start_time")}
+    data = {k: rec.get(k) for k in ("id", "run_type", "start_time")}
+    data["parent"] = rec.get("parent_run_id")
     data["thread"] = thread
     if rec.get("run_type") == "llm":
         data.update({k: rec.get(k) for k in ("inputs", "outputs", "error", "status")})
@@ -399,3 +372,6 @@ def _correction(value: Any) -> str | None:
                 return value[key]
         return dumps(value)
     return None
+
+
+read_group = tj.group_reader(Joiner)

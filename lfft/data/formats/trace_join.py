@@ -28,15 +28,16 @@ from __future__ import annotations
 import marshal
 import math
 import tempfile
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import pyarrow as pa
 
 from lfft.data.formats.common import SHAPE_ERRORS, BadRecord, dumps, timestamp
+from lfft.data.formats.score_kinds import ScoreKinds
 from lfft.data.formats.sources import records
 from lfft.data.partition import budget_bytes
 from lfft.data.readers import compression
@@ -71,14 +72,42 @@ class Skip(Exception):
         self.reason, self.detail = reason, detail
 
 
-class Joiner(Protocol):
-    NAME: str
+class Joiner:
+    """What a format's joiner shares: the per-name score decisions (:mod:`score_kinds`, from
+    ``--map``), the count of feedback records joined, nothing held back; subclasses define
+    ``NAME``, ``role``, ``ingest`` and ``join`` (see the module docstring)."""
 
-    def role(self, rec: dict[str, Any]) -> str | None: ...
-    def ingest(self, role: str, rec: dict[str, Any]) -> tuple[str, float, dict[str, Any]]: ...
-    def join(self, key: str, entries: list[Entry]) -> list[Parsed | Reject]: ...
-    def finish(self) -> Iterator[Parsed | Reject]: ...
-    def stats(self) -> dict[str, Any]: ...
+    NAME = ""
+
+    def __init__(self, cfg: Any = None):
+        self.kinds = ScoreKinds(getattr(cfg, "column_map", None))
+        self.joined = 0
+
+    def role(self, rec: dict[str, Any]) -> str | None:
+        raise NotImplementedError
+
+    def ingest(self, role: str, rec: dict[str, Any]) -> tuple[str, float, dict[str, Any]]:
+        raise NotImplementedError
+
+    def join(self, key: str, entries: list[Entry]) -> list[Parsed | Reject]:
+        raise NotImplementedError
+
+    def finish(self) -> Iterator[Parsed | Reject]:
+        return iter(())
+
+    def stats(self) -> dict[str, Any]:
+        return {"joined": self.joined, "scores": self.kinds.report()}
+
+
+def group_reader(make: Callable[[Any], Joiner]) -> Callable[..., Iterator[Parsed | Reject]]:
+    """A format module's ``read_group`` over the joiner that ``make(cfg)`` builds."""
+
+    def read_group(files: dict[str, list[Path]], cfg: Any = None) -> Iterator[Parsed | Reject]:
+        """Every file of the format given to one collect, by role: one Parsed or Reject per
+        record; returns the joiner's stats (``joined``, ``scores``)."""
+        return (yield from read_joined(files, make(cfg), cfg))
+
+    return read_group
 
 
 def read_joined(
@@ -105,9 +134,9 @@ def read_joined(
         parts.write(_table(chunk))
         del chunk
         for part in parts.parts:
-            part.close()
-        for table in parts.tables():
-            yield from _join_partition(joiner, table)
+            if part.rows:
+                yield from _join_partition(joiner, part.batches(_CHUNK))
+                part.path.unlink()
         yield from joiner.finish()
     return joiner.stats()
 
@@ -139,19 +168,20 @@ def _table(chunk: list[tuple]) -> pa.Table:
     return pa.table([hash64(list(keys)), roles, keys, locs, versions, datas], schema=_SCHEMA)
 
 
-def _join_partition(joiner: Joiner, table: pa.Table) -> Iterator[Parsed | Reject]:
-    """Group one partition's entries by key (first-seen order) and join each group."""
-    cols = [table.column(name).to_pylist() for name in ("role", "key", "loc", "version", "data")]
-    del table
+def _join_partition(joiner: Joiner, batches: Iterator[pa.RecordBatch]) -> Iterator[Parsed | Reject]:
+    """Group one partition's entries by key (first-seen order), decoding them a batch at a
+    time (memory: the decoded partition plus one batch), and join each group."""
     groups: dict[str, list[Entry]] = {}
-    for role, key, loc, version, data in zip(*cols, strict=True):
-        entry = (role, key, loc, version, marshal.loads(data))
-        have = groups.get(key)
-        if have is None:
-            groups[key] = [entry]
-        else:
-            have.append(entry)
-    del cols
+    names = ("role", "key", "loc", "version", "data")
+    for batch in batches:
+        cols = [batch.column(name).to_pylist() for name in names]
+        for role, key, loc, version, data in zip(*cols, strict=True):
+            entry = (role, key, loc, version, marshal.loads(data))
+            have = groups.get(key)
+            if have is None:
+                groups[key] = [entry]
+            else:
+                have.append(entry)
     for key in list(groups):
         yield from joiner.join(key, groups.pop(key))
 
@@ -230,6 +260,36 @@ def last_beneath(
                 return cand
             node = parent_of.get(node)
     return None
+
+
+def feedback_target(
+    target: Any,
+    nodes: dict[str, Entry],
+    rows: dict[str, Any],
+    by_time: list[str],
+    out: dict[str, Parsed | Reject],
+    leaf: Callable[[dict[str, Any]], bool],
+    names: tuple[str, str],
+) -> str:
+    """The node with rows that feedback on node ``target`` belongs to: the node itself, or the
+    last node with rows (``by_time``) at or beneath it; BadRecord (``orphan_feedback``,
+    ``target_rejected``) if none. ``leaf`` tells a node that should have had rows (a generation,
+    an llm run); ``names`` are what a node and a leaf are called in the details."""
+    node_name, leaf_name = names
+    if target not in nodes:
+        raise BadRecord("orphan_feedback", f"{node_name} {target} is not in the export")
+    if target in rows:
+        return target
+    node = nodes[target]
+    if leaf(node[DATA]):
+        why = out[node[LOC]]
+        raise BadRecord("target_rejected", f"{leaf_name} {target} was rejected ({why.reason})")
+    parents = {nid: entry[DATA].get("parent") for nid, entry in nodes.items()}
+    below = last_beneath(target, by_time, parents)
+    if below is None:
+        detail = f"no usable {leaf_name} at or beneath {node_name} {target}"
+        raise BadRecord("orphan_feedback", detail)
+    return below
 
 
 def clip(value: Any, raw: str | None = None) -> str:
