@@ -181,3 +181,21 @@ def test_the_url_forms_are_one(tmp_path):
     assert remote.url_of("gcs://b/k") == "gs://b/k"
     assert remote.is_url(Path("az://c/k")) and not remote.is_url(tmp_path)
     shutil.rmtree(tmp_path)
+
+
+def test_anonymous_access_and_a_missing_filesystem(s3, tmp_path, capsys, monkeypatch):
+    root = export_folder(tmp_path / "local")
+    upload(s3, root, "p")
+    for name in ("runs.jsonl.gz", "feedback.jsonl"):  # public objects
+        s3.put_object_acl(Bucket=BUCKET, Key=f"p/langsmith/{name}", ACL="public-read")
+    out = tmp_path / "o" / "i.parquet"
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    monkeypatch.setenv("LFFT_CLOUD_CREDENTIALS", "anonymous")  # a public bucket: unsigned
+    remote._connect.cache_clear()
+    assert collected(capsys, f"s3://{BUCKET}/p/langsmith/", "--out", str(out)) == (0, [])
+    assert len(read_table(out)) == 1
+    monkeypatch.delattr(remote.pafs, "S3FileSystem")  # a pyarrow built without S3
+    remote._connect.cache_clear()
+    code, err = collected(capsys, f"s3://{BUCKET}/p/", "--out", str(out))
+    assert code == 1 and len(err) == 1 and "this pyarrow has no s3 filesystem" in err[0]
