@@ -252,3 +252,23 @@ def test_duplicates_latest_wins_and_detection(tmp_path):
     folder = tmp_path / "export"
     for name, want in [("runs.jsonl", "runs"), ("feedback.jsonl", "feedback")]:
         assert detect(folder / name) == "langsmith" and role(folder / name, "langsmith") == want
+
+
+def test_runs_without_trace_id_join_by_dotted_order(tmp_path):
+    """Older exports have no ``trace_id``: the root run's id leads ``dotted_order``."""
+    root, child = "0b5c7a0e-0000-4000-8000-000000000001", "0b5c7a0e-0000-4000-8000-000000000002"
+    runs = [
+        ls_run(root, root, "chain", metadata={"session_id": "chat-3"}),
+        ls_run(child, root, parent=root, inputs={"prompt": "Q"}, outputs={"output": "A"}),
+    ]
+    for run_ in runs:
+        run_["trace_id"] = None
+    assert runs[1]["dotted_order"].split(".")[0].endswith(root)
+    rows, rejects, _ = run(tmp_path, runs, [ls_feedback("f1", root, "user_score", 1)])
+    assert not rejects
+    assert (rows[child]["session_id"], rows[child]["prompt"], rows[child]["response"]) == (
+        "chat-3",
+        "Q",
+        "A",
+    )
+    assert events(rows[child]) == [("thumbs", 1.0, None, None, None)]
