@@ -315,3 +315,44 @@ def test_partitions_do_not_change_the_output(tmp_path, budget):
     assert len(rows) == 40 and list(rejects.values())[0][0] == "orphan_feedback"
     assert all(events(rows[f"g{t}"]) == [("rating", 1.0 + t % 5, None, 5.0)] for t in range(40))
     assert result.rows_in == 81
+
+
+def test_arbitrary_records_give_one_item_and_never_raise():
+    """Langfuse and LangSmith fields holding anything: one Parsed or Reject per record, rows that
+    fit the schema, never an exception (both readers share trace_join)."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from lfft.data.formats import detect_record, langfuse, langsmith
+    from lfft.data.formats.common import parse_one
+    from lfft.data.records import Parsed, Reject, to_table
+
+    keys = [
+        *("id", "trace_id", "type", "input", "output", "level", "start_time", "updated_at"),
+        *("observation_id", "name", "value", "data_type", "string_value", "comment"),
+        *("run_type", "inputs", "outputs", "error", "parent_run_id", "run_id", "key", "score"),
+        *("correction", "feedback_group_id", "extra", "dotted_order", "messages", "role"),
+    ]
+    texts = st.sampled_from(["GENERATION", "SPAN", "NUMERIC", "BOOLEAN", "llm", "chain", "t1", "5"])
+    leaves = (
+        st.none() | st.booleans() | st.integers(-2, 12) | st.floats() | texts | st.text(max_size=6)
+    )
+    values = st.recursive(
+        leaves,
+        lambda inner: (
+            st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(keys), inner, max_size=4)
+        ),
+        max_leaves=20,
+    )
+
+    @settings(max_examples=200, deadline=None)
+    @given(st.dictionaries(st.sampled_from(keys), values, max_size=8))
+    def check(record):
+        detect_record(record)
+        for module in (langfuse, langsmith):
+            item = parse_one("f:1", record, None, module.parse)
+            assert isinstance(item, Parsed | Reject)
+            if isinstance(item, Parsed):
+                to_table(item.rows)
+
+    check()

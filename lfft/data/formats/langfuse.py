@@ -45,21 +45,20 @@ from lfft.data.records import Parsed, Reject, feedback_event, interaction
 
 NAME = "langfuse"
 ROLES = ("observations", "scores", "traces", "manifests")
-OBSERVATION_TYPES = frozenset(
-    [
-        "SPAN",
-        "EVENT",
-        "GENERATION",
-        "AGENT",
-        "TOOL",
-        "CHAIN",
-        "RETRIEVER",
-        "EVALUATOR",
-        "EMBEDDING",
-        "GUARDRAIL",
-    ]
+# tuples, not sets: a list or dict where a type belongs cannot make ``in`` raise
+OBSERVATION_TYPES = (
+    "SPAN",
+    "EVENT",
+    "GENERATION",
+    "AGENT",
+    "TOOL",
+    "CHAIN",
+    "RETRIEVER",
+    "EVALUATOR",
+    "EMBEDDING",
+    "GUARDRAIL",
 )
-SCORE_TYPES = frozenset(("NUMERIC", "CATEGORICAL", "BOOLEAN", "TEXT", "CORRECTION"))
+SCORE_TYPES = ("NUMERIC", "CATEGORICAL", "BOOLEAN", "TEXT", "CORRECTION")
 # snake_case (blob export) -> camelCase (UI export) of the fields read
 _CAMEL = {
     "trace_id": "traceId",
@@ -341,3 +340,8 @@ def _by_time(event: dict[str, Any]) -> tuple[bool, Any]:
 
 
 read_group = tj.group_reader(Joiner)
+
+
+def parse(rec: dict[str, Any]) -> list[dict[str, Any]]:
+    """One record alone (see :func:`lfft.data.formats.trace_join.parse_alone`)."""
+    return tj.parse_alone(Joiner(), rec)

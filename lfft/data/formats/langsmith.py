@@ -375,3 +375,8 @@ def _correction(value: Any) -> str | None:
 
 
 read_group = tj.group_reader(Joiner)
+
+
+def parse(rec: dict[str, Any]) -> list[dict[str, Any]]:
+    """One record alone (see :func:`lfft.data.formats.trace_join.parse_alone`)."""
+    return tj.parse_alone(Joiner(), rec)

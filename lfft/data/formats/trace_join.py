@@ -36,7 +36,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from lfft.data.formats.common import SHAPE_ERRORS, BadRecord, dumps, timestamp
+from lfft.data.formats.common import SHAPE_ERRORS, BadRecord, Rows, dumps, timestamp
 from lfft.data.formats.score_kinds import ScoreKinds
 from lfft.data.formats.sources import records
 from lfft.data.partition import budget_bytes
@@ -97,6 +97,22 @@ class Joiner:
 
     def stats(self) -> dict[str, Any]:
         return {"joined": self.joined, "scores": self.kinds.report()}
+
+
+def parse_alone(joiner: Joiner, rec: dict[str, Any]) -> list[dict[str, Any]]:
+    """One record read without the rest of its export (a reader's ``parse``, which the
+    record-level checks call): its rows, or BadRecord; feedback alone is ``orphan_feedback``."""
+    role = joiner.role(rec)
+    if role is None:
+        raise BadRecord("unknown_record", f"not a {joiner.NAME} record")
+    try:
+        key, version, data = joiner.ingest(role, rec)
+    except Skip as e:
+        return Rows([], [(e.reason, e.detail)])
+    item = joiner.join(key, [(role, key, "", version, data)])[0]
+    if isinstance(item, Reject):
+        raise BadRecord(item.reason, item.detail)
+    return Rows(item.rows, [(note.reason, note.detail) for note in item.skipped])
 
 
 def group_reader(make: Callable[[Any], Joiner]) -> Callable[..., Iterator[Parsed | Reject]]:
