@@ -264,6 +264,10 @@ def fingerprint(path: str | os.PathLike) -> str:
     it hashes their producer's config and inputs); other files are hashed by content; folders
     combine their files' fingerprints.
     """
+    from lfft.data import remote  # s3:// gs:// az://: names, sizes and times of the objects
+
+    if remote.is_url(path):
+        return remote.fingerprint(path)
     path = Path(path)
     if path.is_file() and path.suffix == ".parquet":
         meta = read_meta(path)

@@ -791,6 +791,11 @@ _KEYS = sorted(
         "ts",
         "context",
         "interaction_id",
+        # Langfuse observations and scores, LangSmith runs and feedback (read one at a time)
+        *("id", "trace_id", "type", "level", "start_time", "updated_at", "observation_id"),
+        *("name", "data_type", "string_value", "comment", "run_type", "inputs", "outputs"),
+        *("error", "parent_run_id", "run_id", "key", "score", "correction", "dotted_order"),
+        *("feedback_group_id", "extra"),
     }
 )
 
@@ -805,6 +810,7 @@ def _json_values():
         | st.floats(allow_nan=True)
         | st.text(max_size=12)
         | st.sampled_from(["\n\nHuman: hi\n\nAssistant: yo", "user", "assistant", "gpt", "N/A"])
+        | st.sampled_from(["GENERATION", "SPAN", "NUMERIC", "BOOLEAN", "llm", "chain", "t1"])
     )
     return st.recursive(
         leaves,

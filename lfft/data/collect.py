@@ -27,6 +27,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from lfft.config import CollectConfig
+from lfft.data import remote
 from lfft.data.event_passes import Counts, collect_events
 from lfft.data.event_table import SOURCE as EVENTS
 from lfft.data.formats.groups import gather, source_of
@@ -71,7 +72,8 @@ def collect(inputs: list[Path], out: Path, cfg: CollectConfig) -> StageResult:
     with StageRun(STAGE, cfg, list(inputs), outputs, rejects=out, required=False) as run:
         event_files = [f for f, fmt in zip(files, formats, strict=True) if fmt == EVENTS]
         if event_files:
-            collect_events(event_files, cfg, run, counts)
+            with remote.local_copies(event_files, run) as (local, run_view):  # s3:// gs:// az://
+                collect_events(local, cfg, run_view, counts)
         for path, fmt, role in zip(files, formats, roles, strict=True):
             if fmt != EVENTS and role is None:
                 items = _formats_module().read_format(path, fmt, cfg)
@@ -98,6 +100,7 @@ def collect(inputs: list[Path], out: Path, cfg: CollectConfig) -> StageResult:
             "implicit signals": counts.implicit,
             "formats": dict(counts.formats),  # files read per format (and role in a group)
             **({"joined": joined} if joined else {}),
+            **({"scores read as": run.meta["scores"]} if "scores" in run.meta else {}),
             **({"spilled to disk": counts.spilled} if counts.spilled else {}),
             **({"left out of used records": dict(sorted(run.notes.items()))} if run.notes else {}),
         }
@@ -182,6 +185,8 @@ def _collect_groups(
         where = source_of(p for paths in by_role.values() for p in paths)
         _collect_items(group, where, cfg, run, counts)
         joined[fmt] = group.stats.get("joined", 0)
+        for name, how in group.stats.get("scores", {}).items():  # numeric scores: what they became
+            run.meta.setdefault("scores", {})[f"{fmt} {name}"] = how
     return joined
 
 

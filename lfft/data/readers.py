@@ -19,6 +19,7 @@ from typing import BinaryIO
 
 import pyarrow as pa
 
+from lfft.data import remote
 from lfft.errors import LfftError
 
 # File name endings a folder is searched for (each also with .gz or .zst).
@@ -46,7 +47,9 @@ def expand_inputs(inputs: list[Path]) -> list[Path]:
     """
     files: list[Path] = []
     for path in map(Path, inputs):
-        if path.is_dir():
+        if remote.is_url(path):  # s3:// gs:// az:// (lfft.data.remote)
+            files.extend(remote.expand(path, is_data_file))
+        elif path.is_dir():
             found = sorted(
                 p
                 for p in path.rglob("*")
@@ -86,6 +89,8 @@ def compression(path: Path) -> str | None:
 def open_binary(path: Path) -> BinaryIO:
     """Open ``path`` for reading bytes, decompressing gzip/zstd by its name."""
     comp = compression(path)
+    if remote.is_url(path):  # s3:// gs:// az:// (lfft.data.remote)
+        return remote.open_binary(path, comp)
     try:
         if comp == "gzip":
             return gzip.open(path, "rb")

@@ -24,6 +24,8 @@ from lfft.data.formats import (
     finegrained,
     helpsteer,
     hh_rlhf,
+    langfuse,
+    langsmith,
     lfft_jsonl,
     librechat,
     oasst,
@@ -53,6 +55,8 @@ RECORD_READERS = {
     for m in (
         lfft_jsonl,
         openwebui,
+        langfuse,
+        langsmith,
         librechat,
         arena,
         openai_ft,  # before trl: both read "messages" records (see openai_ft)
@@ -103,9 +107,12 @@ def detect(path: Path) -> str:
     """
     path = Path(path)
     suffix = inner_suffix(path)
-    if suffix in (".csv", ".tsv"):
-        return suffix[1:]
+    if suffix in (".csv", ".tsv"):  # tables, unless a group format exports CSV (Langfuse)
+        found = {detect_record(rec) for rec in _first_objects(path)}
+        return next((name for name in GROUPS if name in found), suffix[1:])
     peeked = _first_objects(path)
+    if not peeked and next(iter(sources.records(path)), None) is None:
+        return EVENTS  # no record at all (an export window without rows): nothing to read
     for rec in peeked:
         name = detect_record(rec)
         if name is not None:

@@ -37,7 +37,8 @@ _ROLE = {"prompter": "user", "assistant": "assistant"}
 def looks_like(rec: dict[str, Any]) -> bool:
     if isinstance(rec.get("prompt"), dict) and "message_tree_id" in rec:
         return True
-    return "message_id" in rec and "replies" in rec and rec.get("role") in _ROLE
+    role = rec.get("role")
+    return "message_id" in rec and "replies" in rec and isinstance(role, str) and role in _ROLE
 
 
 def parse(rec: dict[str, Any]) -> list[Row]:

@@ -16,6 +16,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from lfft.data import remote
 from lfft.data.formats.jsonio import JsonRecord, inner_suffix, iter_records
 from lfft.data.readers import open_binary
 from lfft.errors import LfftError
@@ -88,6 +89,6 @@ def _csv_text(path: Path) -> io.TextIOWrapper:
 
 def _parquet(path: Path) -> pq.ParquetFile:
     try:
-        return pq.ParquetFile(path)
+        return pq.ParquetFile(remote.open_random(path) if remote.is_url(path) else path)
     except (pa.ArrowInvalid, OSError) as e:
         raise LfftError(f"{path}: not a readable Parquet file ({e})") from None
