@@ -29,7 +29,6 @@ shared machine disturbs less than wall time. Prints the Markdown tables of docs/
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import os
 import platform
@@ -150,12 +149,12 @@ def child(name: str, work: Path, args) -> None:
 
 
 def lfft_kto_reference() -> str:
-    """How lfft's KTO estimates its reference point, read from its source (another change may
-    move it to TRL's estimate)."""
-    from lfft.model import objectives, train
+    """How lfft's KTO estimates its reference point by default (``--kto-reference``)."""
+    from lfft.config import TrainConfig
 
-    src = inspect.getsource(objectives) + inspect.getsource(train)
-    return TRL_KTO_REFERENCE if "mismatch" in src.lower() else "batch mean of the matched rows"
+    if TrainConfig().kto_reference == "mismatched":
+        return TRL_KTO_REFERENCE
+    return "batch mean of the matched rows"
 
 
 def schedule(names: list[str], trl: list[str], rounds: int, trl_rounds: int) -> list[str]:

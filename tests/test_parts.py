@@ -63,7 +63,13 @@ def test_every_part_carries_metadata_and_the_first_the_totals(tmp_path, logs):
     first = read_meta(out)  # a folder's metadata is its first part's
     assert first["parts"] == len(metas) and first["total_rows"] == result.rows_out
     assert first["counts"]["lines_read"] == result.rows_in
-    assert fingerprint(out) == fingerprint(out)  # stable: what the pipeline compares
+    # what the pipeline compares to skip a stage: the same inputs and config, the same print
+    again = tmp_path / "again"
+    collect([logs], again, CollectConfig(format="events", part_rows=25))
+    assert fingerprint(again) == fingerprint(out)
+    other = tmp_path / "other"
+    collect([logs], other, CollectConfig(format="events", part_rows=30))
+    assert fingerprint(other) != fingerprint(out)
 
 
 def test_part_rows_makes_a_parquet_name_a_folder_with_rejects_beside(tmp_path, logs):
