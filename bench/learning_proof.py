@@ -58,7 +58,15 @@ class LogsSettings:
     sessions: int = 2000  # of bench/proof_logs.py, split 80/10/10 by session
     steps: int = 400
     seed: int = 0
-    objectives: tuple[str, ...] = ("sft", "filtered", "unlikelihood", "kto")
+    # kto as lfft runs it, then without the SFT term and with the batch-mean reference point
+    objectives: tuple[str, ...] = (
+        "sft",
+        "filtered",
+        "kto",
+        "kto pref_sft=0",
+        "kto kto_reference=batch",
+        "kto pref_sft=0 kto_reference=batch",
+    )
 
 
 def make_words(n: int, rng: random.Random, taken: set[str]) -> list[str]:
@@ -171,8 +179,8 @@ def run_logs(s: LogsSettings = LogsSettings(), work: Path | None = None) -> dict
         stages.clean(lay.interactions, lay.clean, CleanConfig())
         stages.normalize(lay.clean, lay.feedback, NormalizeConfig())
         stages.split(lay.feedback, lay.splits, SplitConfig())
-        train_rows = read_table(lay.train).to_pylist()
-        assert_held_out(train_rows + read_table(lay.val).to_pylist(), read_table(lay.test).to_pylist())
+        seen = read_table(lay.train).to_pylist() + read_table(lay.val).to_pylist()
+        assert_held_out(seen, read_table(lay.test).to_pylist())
         stages.init(root / "init", InitConfig(data=str(lay.train)))
         return train_and_score(root, lay.test, s.objectives, s.steps, s.seed)
 
@@ -180,19 +188,21 @@ def run_logs(s: LogsSettings = LogsSettings(), work: Path | None = None) -> dict
 def train_and_score(
     root: Path,
     test: Path,
-    objectives: tuple[str, ...],
+    runs: tuple[str, ...],
     steps: int,
     seed: int,
 ) -> dict[str, dict]:
-    """Train each objective from ``root/init`` on ``root``'s splits; score it and the base."""
+    """Train each run from ``root/init`` on ``root``'s splits; score it and the base. A run is
+    an objective, optionally with TrainConfig fields given: ``"kto pref_sft=0"``."""
     from lfft.config import TrainConfig
     from lfft.model.train import train
 
     data = root / "splits" if (root / "splits").exists() else root
     results: dict[str, dict] = {"init": score(root / "init", test)}
     results["init"]["seconds"] = 0.0
-    for objective in objectives:
+    for run in runs:
         t0 = time.perf_counter()
+        objective, given = parse_run(run)
         cfg = TrainConfig(
             objective=objective,
             max_steps=steps,
@@ -201,11 +211,28 @@ def train_and_score(
             log_every=max(1, steps // 4),
             device="cpu",
             seed=seed,
+            **given,
         )
-        train(root / "init", data, root / objective, cfg)
-        results[objective] = score(root / objective, test)
-        results[objective]["seconds"] = time.perf_counter() - t0
+        out = root / run.replace(" ", "_").replace("=", "-")
+        train(root / "init", data, out, cfg)
+        results[run] = score(out, test)
+        results[run]["seconds"] = time.perf_counter() - t0
     return results
+
+
+def parse_run(run: str) -> tuple[str, dict[str, Any]]:
+    """``"kto pref_sft=0 kto_reference=batch"`` -> ``("kto", {"pref_sft": 0.0, ...})``."""
+    objective, *pairs = run.split()
+    if objective not in OBJECTIVES:
+        raise SystemExit(f"unknown objective in run {run!r}")
+    given: dict[str, Any] = {}
+    for pair in pairs:
+        key, _, value = pair.partition("=")
+        try:
+            given[key] = float(value)
+        except ValueError:
+            given[key] = value
+    return objective, given
 
 
 def score(model: Path, test: Path) -> dict[str, float]:
@@ -219,7 +246,8 @@ def score(model: Path, test: Path) -> dict[str, float]:
     cfg = EvaluateConfig(generate=True, max_new_tokens=12, device="cpu", batch_size=64)
     result = evaluate(model, test, test.parent / f"eval-{model.name}", cfg)
     preds = read_table(result.outputs["predictions"]).to_pydict()
-    answers = {p: (g or "").strip() for p, g in zip(preds["prompt"], preds["generation"])}
+    pairs = zip(preds["prompt"], preds["generation"], strict=True)
+    answers = {p: (g or "").strip() for p, g in pairs}
     labelled = [i for i, y in enumerate(preds["label"]) if y is not None]
     return {
         "accuracy": sum(a == right_answer(p) for p, a in answers.items()) / len(answers),
@@ -250,8 +278,17 @@ def main() -> None:
     parser.add_argument("--task", choices=("rule", "logs", "all"), default="all")
     parser.add_argument("--variants", nargs="+", choices=tuple(VARIANTS), default=list(VARIANTS))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
-    parser.add_argument("--objectives", nargs="+", choices=OBJECTIVES)
+    parser.add_argument(
+        "--objectives",
+        nargs="+",
+        help=f"runs: objectives ({', '.join(OBJECTIVES)}), each optionally with TrainConfig "
+        "fields, e.g. 'kto pref_sft=0' 'kto kto_reference=batch'",
+    )
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1: fastest here)")
     args = parser.parse_args()
+    import torch
+
+    torch.set_num_threads(args.threads)
     runs: list[Any] = []
     for seed in args.seeds:
         if args.task in ("rule", "all"):
