@@ -1,8 +1,15 @@
-"""The native ``lfft-events`` v1 format: one line -> one record.
+"""The native ``lfft-events`` v1 format: one line -> one typed event.
 
-:func:`parse_line` turns a line into a compact *record* tuple (cheap to keep in memory and to
-spill to disk with ``marshal``) or raises :class:`EventError` with a reject reason;
-:func:`render` writes a record as a line again. Joining the records of a session into
+The format is written down twice here, as types: the *wire* structs (:class:`WireMessage`,
+:class:`WireFeedback`, :class:`WireAction`) are the JSON objects of ``docs/design.md``, decoded
+by msgspec straight from the line's bytes (several times faster than ``json.loads``, and no dict
+is built); the *events* (:class:`Message`, :class:`Feedback`) are what collect keeps of a line:
+checked, ids as strings, timestamps as epoch milliseconds, where the line was read.
+
+:func:`parse_line` turns a line into an event or raises :class:`EventError` with a reject
+reason. A line msgspec cannot decode into a wire struct (bad JSON, a field of the wrong type, a
+BOM, ``NaN``...) takes the slow path: ``json`` and the same checks, which name the reason.
+:func:`render` writes an event as a line again. Joining the events of a session into
 interactions rows is :mod:`lfft.data.join`. ``docs/collect.md`` tables every reason.
 """
 
@@ -11,7 +18,9 @@ from __future__ import annotations
 import json
 import math
 from datetime import UTC, datetime, timedelta
-from typing import Any, NoReturn
+from typing import Any, Literal, NoReturn
+
+import msgspec
 
 from lfft.data.records import parse_ts
 
@@ -20,20 +29,127 @@ FEEDBACK_KINDS = frozenset({"thumbs", "rating", "label", "comment", "edit", "pre
 ACTION_KINDS = frozenset({"copy", "regenerate", "click", "share", "stop", "dwell_ms"})
 DEFAULT_SCALE = 5.0
 
-# Record layouts (plain tuples: marshal can spill them, and they are small).
-MSG, FB = 0, 1
-# common to both: (type, session_id, file_index, line, event_id, message_id, ...)
-TYPE, SID, FILE, LINE, EID, MID = range(6)
-# message: ..., parent_id, role, content, ts_ms, model, user_id
-PARENT, ROLE, CONTENT, MTS, MODEL, USER = range(6, 12)
-# feedback/action: ..., kind, origin, value, text, ts_ms, ref (a message id), scale, raw line
-KIND, ORIGIN, VALUE, TEXT, FTS, REF, SCALE, RAW = range(6, 14)
+Role = Literal["system", "user", "assistant"]
+Id = str | int  # an id may be sent as an integer; it is kept as a string
+Timestamp = str | int | float  # ISO-8601, epoch seconds or epoch milliseconds
+
+
+# --- the wire format: one JSON object per line ------------------------------------------------
+
+
+class WireMessage(msgspec.Struct, tag_field="event", tag="message", gc=False):
+    """``{"event": "message", ...}``: one turn of a conversation. Every field is optional to
+    the decoder: :func:`parse_line` checks presence, so that it can name what is missing."""
+
+    session_id: Id | None = None
+    message_id: Id | None = None
+    parent_id: Id | None = None
+    role: Role | None = None
+    content: str | None = None
+    ts: Timestamp | None = None
+    model: str | None = None
+    user_id: Id | None = None
+    id: Id | None = None
+    meta: dict | None = None
+
+
+class WireFeedback(msgspec.Struct, tag_field="event", tag="feedback", gc=False):
+    """``{"event": "feedback", ...}``: a judgement of the assistant message ``message_id``;
+    ``value`` (and ``scale``) depend on ``kind``."""
+
+    session_id: Id | None = None
+    message_id: Id | None = None
+    kind: str | None = None
+    value: Any = None
+    scale: Any = None
+    ts: Timestamp | None = None
+    id: Id | None = None
+
+
+class WireAction(WireFeedback, tag="action"):
+    """``{"event": "action", ...}``: what the user did with ``message_id``."""
+
+
+_WIRE: dict[str, type[WireMessage | WireFeedback]] = {
+    "message": WireMessage,
+    "feedback": WireFeedback,
+    "action": WireAction,
+}
+_decode_wire = msgspec.json.Decoder(WireMessage | WireFeedback | WireAction).decode
+
+
+# --- events: what collect keeps of a line ------------------------------------------------------
+# array_like: a partition spilled to disk is a msgpack array per event (compact and fast); tags
+# tell the two kinds apart there. gc=False: events hold no cycles, and millions of them are live.
+
+
+class Message(msgspec.Struct, array_like=True, gc=False, tag=0):
+    """A message line, checked."""
+
+    session_id: str
+    file: int  # index of the input file
+    line: int  # 1-based line number
+    event_id: str | None  # the line's ``id``
+    message_id: str
+    parent_id: str | None
+    role: Role
+    content: str
+    ts: int | None  # epoch milliseconds
+    model: str | None
+    user_id: str | None
+
+    def same_message(self, other: Message) -> bool:
+        """Whether ``other`` is this message delivered again (same fields, any line)."""
+        return (
+            self.message_id == other.message_id
+            and self.parent_id == other.parent_id
+            and self.role == other.role
+            and self.content == other.content
+            and self.ts == other.ts
+            and self.model == other.model
+            and self.user_id == other.user_id
+        )
+
+
+class Feedback(msgspec.Struct, array_like=True, gc=False, tag=1):
+    """A feedback or action line, checked: one element of its row's ``feedback`` list to be
+    (``schemas.FEEDBACK_EVENT``)."""
+
+    session_id: str
+    file: int
+    line: int
+    event_id: str | None
+    message_id: str  # the message it is about
+    kind: str
+    origin: Literal["explicit", "behavioral"]
+    value: float | None
+    text: str | None
+    ts: int | None
+    ref: str | None  # preference: the message id of the sibling it beat
+    scale: float | None
+    raw: bytes  # the line as read (rejected after the join, it is written back as it came)
+
+    def content_key(self) -> tuple:
+        """What makes two deliveries without an event id the same event."""
+        return (
+            self.message_id,
+            self.kind,
+            self.origin,
+            self.value,
+            self.text,
+            self.ts,
+            self.ref,
+            self.scale,
+        )
+
+
+Event = Message | Feedback
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
 _THUMBS = {"up": 1.0, "down": 0.0}
-# The one copy of each role/kind string: records share it instead of holding their own.
-_NAMES = {name: name for name in ROLES | FEEDBACK_KINDS | ACTION_KINDS}
+# The one copy of each kind string: events share it instead of holding their own.
+_KINDS = {name: name for name in FEEDBACK_KINDS | ACTION_KINDS}
 _ROLE_NAMES = {name: name for name in ROLES}
 _MIN_MS, _MAX_MS = -62_135_596_800_000, 253_402_300_799_999  # years 1..9999
 _LINE_ENDS = frozenset(("\n", "\r\n"))
@@ -53,12 +169,28 @@ class EventError(Exception):
 # --- parsing one line --------------------------------------------------------------------------
 
 
-def parse_line(line: bytes, file_index: int, line_no: int) -> tuple:
-    """One line of lfft-events -> a message or feedback record; :class:`EventError` if unusable.
+def parse_line(line: bytes, file_index: int, line_no: int) -> Event:
+    """One line of lfft-events -> a :class:`Message` or :class:`Feedback`; :class:`EventError`
+    if unusable.
 
     The line may still end with its ``\n`` (or ``\r\n``): JSON allows whitespace after a
     value, and the reader saves a copy of every line by not stripping it.
     """
+    try:
+        if not line.isascii():  # msgspec checks the UTF-8 of the values it keeps, not the rest
+            line.decode("utf-8")
+        wire = _decode_wire(line)
+    except (msgspec.MsgspecError, UnicodeDecodeError):
+        return _parse_slow(line, file_index, line_no)
+    if type(wire) is WireMessage:
+        return _message(wire, file_index, line_no)
+    return _feedback(wire, file_index, line_no, line)
+
+
+def _parse_slow(line: bytes, file_index: int, line_no: int) -> Event:
+    """A line the wire types do not describe: decode it with ``json`` and check it field by
+    field, which names the reason when it is unusable (and accepts what JSON and the format
+    allow beyond the wire types: a BOM, ``NaN``, lone surrogates in ignored fields)."""
     try:
         text = line.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -68,19 +200,34 @@ def parse_line(line: bytes, file_index: int, line_no: int) -> tuple:
         if end != len(text) and text[end:] not in _LINE_ENDS:
             raise ValueError
     except (StopIteration, ValueError, RecursionError):
-        if not line or line.isspace():  # checked here, off the path of every good line
+        if not line or line.isspace():
             raise EventError("blank_line", "an empty line is not an event") from None
         obj = _loads(text)
     if type(obj) is not dict:
         raise EventError("not_an_object", f"{_tname(obj)}, expected a JSON object")
-    rec = parse_event(obj, file_index, line_no, text)
-    if "\\" in text and "\\u" in text:  # one-character search first: much faster
+    event = obj.get("event")
+    if event is None:
+        raise EventError("missing_field", "no 'event' field")
+    wire_type = _WIRE.get(event) if type(event) is str else None
+    if wire_type is None:  # the session and event ids are checked first, as for any event
+        _id(obj.get("session_id"), "session_id")
+        _id(obj.get("id"), "id", required=False)
+        if type(event) is not str:
+            raise EventError("wrong_type", f"'event' must be a string, got {_tname(event)}")
+        raise EventError("unknown_event", f"{_short(event)}; expected message, feedback or action")
+    wire = wire_type(**{name: obj.get(name) for name in wire_type.__struct_fields__})
+    if wire_type is WireMessage:
+        rec = _message(wire, file_index, line_no)
+    else:
+        rec = _feedback(wire, file_index, line_no, line)
+    if "\\u" in text:
         _check_encodable(rec)
     return rec
 
 
 def _loads(text: str) -> Any:
-    """The slow path of :func:`parse_line`: leading BOM/whitespace, trailing text, errors."""
+    """``json.loads`` of a line the scanner refused: leading BOM/whitespace, trailing text,
+    errors."""
     if text.endswith("\n"):  # errors then point into the line, not at its end
         text = text[:-2] if text.endswith("\r\n") else text[:-1]
     if text[:1] == "\ufeff":
@@ -91,89 +238,79 @@ def _loads(text: str) -> Any:
         raise EventError("malformed_json", str(e)[:200]) from None
 
 
-def parse_event(obj: dict[str, Any], file_index: int, line_no: int, raw: str = "") -> tuple:
-    """A decoded event object -> record (see the layouts above)."""
-    event = obj.get("event")
-    if event is None:
-        raise EventError("missing_field", "no 'event' field")
-    sid = obj.get("session_id")
+def _message(w: WireMessage, fi: int, ln: int) -> Message:
+    """A decoded message -> :class:`Message`, its fields checked in the order of the format."""
+    sid = w.session_id
     if type(sid) is not str or not sid:
-        sid = _id(obj, "session_id")
-    eid = obj.get("id")
+        sid = _id(sid, "session_id")
+    eid = w.id
     if eid is not None and (type(eid) is not str or not eid):
-        eid = _id(obj, "id", required=False)
-    if event == "message":
-        return _message(obj, sid, eid, file_index, line_no)
-    if event == "feedback" or event == "action":
-        return _feedback(obj, event, sid, eid, file_index, line_no, raw)
-    if type(event) is not str:
-        raise EventError("wrong_type", f"'event' must be a string, got {_tname(event)}")
-    raise EventError("unknown_event", f"{_short(event)}; expected message, feedback or action")
-
-
-def _message(obj: dict, sid: str, eid: str | None, fi: int, ln: int) -> tuple:
-    get = obj.get
-    mid = get("message_id")
+        eid = _id(eid, "id", required=False)
+    mid = w.message_id
     if type(mid) is not str or not mid:
-        mid = _id(obj, "message_id")
-    parent = get("parent_id")
+        mid = _id(mid, "message_id")
+    parent = w.parent_id
     if parent is not None and (type(parent) is not str or not parent):
-        parent = _id(obj, "parent_id", required=False)
-    role = get("role")
+        parent = _id(parent, "parent_id", required=False)
+    role = w.role
     role = _ROLE_NAMES.get(role) if type(role) is str else _missing_or_wrong("role", role)
     if role is None:
         raise EventError(
-            "unknown_role", f"role {_short(get('role'))}; expected system, user or assistant"
+            "unknown_role", f"role {_short(w.role)}; expected system, user or assistant"
         )
-    content = get("content")
+    content = w.content
     if type(content) is not str:
         _missing_or_wrong("content", content)
-    model = get("model")
+    model = w.model
     if model is not None and type(model) is not str:
         raise EventError("wrong_type", f"'model' must be a string, got {_tname(model)}")
-    meta = get("meta")
+    meta = w.meta
     if meta is not None and type(meta) is not dict:
         raise EventError("wrong_type", f"'meta' must be an object, got {_tname(meta)}")
-    user = get("user_id")
+    user = w.user_id
     if user is not None and (type(user) is not str or not user):
-        user = _id(obj, "user_id", required=False)
-    ts = get("ts")
+        user = _id(user, "user_id", required=False)
+    ts = w.ts
     if ts is not None:
         ts = _ts(ts)
-    return (MSG, sid, fi, ln, eid, mid, parent, role, content, ts, model, user)
+    return Message(sid, fi, ln, eid, mid, parent, role, content, ts, model, user)
 
 
-def _feedback(obj: dict, event: str, sid: str, eid: str | None, fi: int, ln: int, raw: str):
-    mid = obj.get("message_id")
+def _feedback(w: WireFeedback, fi: int, ln: int, raw: bytes) -> Feedback:
+    """A decoded feedback or action -> :class:`Feedback`."""
+    sid = w.session_id
+    if type(sid) is not str or not sid:
+        sid = _id(sid, "session_id")
+    eid = w.id
+    if eid is not None and (type(eid) is not str or not eid):
+        eid = _id(eid, "id", required=False)
+    mid = w.message_id
     if type(mid) is not str or not mid:
-        mid = _id(obj, "message_id")
-    kind = obj.get("kind")
+        mid = _id(mid, "message_id")
+    kind = w.kind
     if type(kind) is not str:
         _missing_or_wrong("kind", kind)
-    if event == "feedback":
+    if type(w) is WireFeedback:
         if kind not in FEEDBACK_KINDS:
             hint = " (an action kind: send it as event 'action')" if kind in ACTION_KINDS else ""
             raise EventError("unknown_kind", f"feedback kind {_short(kind)}{hint}")
-        value, text, ref, scale = _feedback_value(kind, obj)
+        value, text, ref, scale = _feedback_value(kind, w.value, w.scale)
         origin = "explicit"
     else:
         if kind not in ACTION_KINDS:
             raise EventError("unknown_kind", f"action kind {_short(kind)}")
-        value, text = _action_value(kind, obj)
+        value, text = _action_value(kind, w.value)
         ref = scale = None
         origin = "behavioral"
-    ts = _ts(obj.get("ts"))
-    kind = _NAMES[kind]
-    return (FB, sid, fi, ln, eid, mid, kind, origin, value, text, ts, ref, scale, raw)
+    ts = _ts(w.ts)
+    return Feedback(sid, fi, ln, eid, mid, _KINDS[kind], origin, value, text, ts, ref, scale, raw)
 
 
-def _feedback_value(kind: str, obj: dict) -> tuple[float | None, str | None, str | None, Any]:
+def _feedback_value(kind: str, v: Any, scale: Any) -> tuple[float | None, str | None, Any, Any]:
     """(value, text, ref, scale) of an explicit feedback event."""
-    v = obj.get("value")
     if kind == "thumbs":
         return _thumbs(v), None, None, None
     if kind == "rating":
-        scale = obj.get("scale")
         scale = DEFAULT_SCALE if scale is None else _number(scale, "scale")
         if not scale > 1:
             raise EventError("bad_value", f"rating scale {scale!r} must be above 1")
@@ -195,8 +332,7 @@ def _feedback_value(kind: str, obj: dict) -> tuple[float | None, str | None, str
     return None, v, None, None
 
 
-def _action_value(kind: str, obj: dict) -> tuple[float | None, str | None]:
-    v = obj.get("value")
+def _action_value(kind: str, v: Any) -> tuple[float | None, str | None]:
     if kind == "dwell_ms":
         if v is None:
             raise EventError("missing_field", "dwell_ms needs a numeric 'value'")
@@ -241,8 +377,8 @@ def _number(v: Any, what: str) -> float:
     raise EventError("bad_value", f"{what} {_short(v)} is not a number")
 
 
-def _id(obj: dict, key: str, required: bool = True) -> str | None:
-    v = obj.get(key)
+def _id(v: Any, key: str, required: bool = True) -> str | None:
+    """An id field's value as a string (integers accepted); None or an error if absent."""
     t = type(v)
     if t is str and v:
         return v
@@ -284,9 +420,10 @@ def _missing_or_wrong(key: str, v: Any, reason: str = "wrong_type", what: str = 
     raise EventError(reason, f"{what or repr(key)} must be a string, got {_tname(v)}")
 
 
-def _check_encodable(rec: tuple) -> None:
-    """Lone surrogates from ``\\ud800`` escapes cannot be written as UTF-8."""
-    for v in rec:
+def _check_encodable(rec: Event) -> None:
+    """Lone surrogates from ``\\ud800`` escapes cannot be written as UTF-8 (msgspec refuses
+    them, so only the slow path meets them)."""
+    for v in msgspec.structs.astuple(rec):
         if type(v) is str:
             try:
                 v.encode("utf-8")
@@ -305,22 +442,27 @@ def _short(v: Any) -> str:
     return s if len(s) <= 40 else s[:37] + "..."
 
 
-def render(rec: tuple) -> str:
-    """A record as an lfft-events line again (the ``raw`` of rejects decided after the join)."""
-    if rec[TYPE] == FB:
-        raw = rec[RAW]  # the line as read, perhaps with its line end
-        if raw.endswith("\n"):
-            return raw[:-2] if raw.endswith("\r\n") else raw[:-1]
-        return raw
+def render(event: Event) -> str:
+    """An event as an lfft-events line again (the ``raw`` of rejects decided after the join)."""
+    if type(event) is Feedback:
+        raw = event.raw  # the line as read, perhaps with its line end
+        if raw.endswith(b"\n"):
+            raw = raw[:-2] if raw.endswith(b"\r\n") else raw[:-1]
+        return raw.decode("utf-8")
     obj = {
         "event": "message",
-        "session_id": rec[SID],
-        "message_id": rec[MID],
-        "parent_id": rec[PARENT],
-        "role": rec[ROLE],
-        "content": rec[CONTENT],
+        "session_id": event.session_id,
+        "message_id": event.message_id,
+        "parent_id": event.parent_id,
+        "role": event.role,
+        "content": event.content,
     }
-    for key, i in (("id", EID), ("ts", MTS), ("model", MODEL), ("user_id", USER)):
-        if rec[i] is not None:
-            obj[key] = rec[i]
+    for key, value in (
+        ("id", event.event_id),
+        ("ts", event.ts),
+        ("model", event.model),
+        ("user_id", event.user_id),
+    ):
+        if value is not None:
+            obj[key] = value
     return json.dumps(obj, ensure_ascii=False)
