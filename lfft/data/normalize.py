@@ -24,7 +24,6 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Iterator
-from hashlib import blake2b
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +40,7 @@ from lfft.data.runner import Batch, Output, StageRun, check_input
 from lfft.data.spill import HashPartitions
 from lfft.data.text import context_strings, join_columns
 from lfft.errors import ConfigError
+from lfft.hashing import hex64, stable_hashes
 from lfft.io import count_rows, iter_batches, read_table
 from lfft.report import StageResult
 from lfft.schemas import CLEAN, FEEDBACK, TOKEN_SPAN, conform
@@ -54,20 +54,13 @@ PAIRWISE = SIGNAL_OF_KIND["preference"]
 
 def group_ids(table: pa.Table) -> list[str]:
     """``group_id`` per row: a hash of context and prompt (16 hex characters)."""
-    return [f"{h:016x}" for h in group_hashes(table).tolist()]
+    return hex64(group_hashes(table))
 
 
 def group_hashes(table: pa.Table) -> np.ndarray:
-    """The ``group_id`` of every row as a uint64 (the 8-byte blake2b digest, big-endian)."""
+    """The stable hash of every row's group (its context and prompt), as a uint64."""
     keys = join_columns(context_strings(table.column("context")), table.column("prompt"))
-    return np.fromiter(
-        (
-            int.from_bytes(blake2b(k.encode("utf-8"), digest_size=8).digest(), "big")
-            for k in keys.to_pylist()
-        ),
-        dtype=np.uint64,
-        count=table.num_rows,
-    )
+    return stable_hashes(keys.to_pylist(), table.num_rows)
 
 
 def normalize_table(table: pa.Table, cfg: NormalizeConfig) -> tuple[pa.Table, pa.Table]:
@@ -202,11 +195,14 @@ def _group_tables(input: Path, cfg: NormalizeConfig, tmp: Path) -> Iterator[pa.T
     batches = iter_batches(input, batch_rows=cfg.batch_rows, schema=CLEAN)
     for batch, group in zip(batches, hashes, strict=True):
         table = conform(batch, CLEAN)
-        table = table.append_column("group_id", pa.array([f"{h:016x}" for h in group.tolist()]))
+        table = table.append_column("group_id", pa.array(hex64(group)))
         together = np.isin(group, pref)
         if together.any():
             keep = table.filter(pa.array(together))
-            parts.write(keep.append_column(_GROUP_HASH, pa.array(group[together])))
+            # partitioned by the group_id read as a hex number (the hash byte-swapped): the
+            # partitions, hence the output order, of the code before stable_hash64
+            number = group[together].byteswap()
+            parts.write(keep.append_column(_GROUP_HASH, pa.array(number)))
             table = table.filter(pa.array(~together))
         if table.num_rows:
             yield table

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from hashlib import blake2b
 from pathlib import Path
 
 import numpy as np
@@ -84,15 +83,3 @@ class HashPartitions:
             if part.rows:
                 yield part.read()
                 part.path.unlink(missing_ok=True)
-
-
-def hash64(values: list[str | None]) -> np.ndarray:
-    """Stable 64-bit hashes of strings (blake2b; the same on every machine and version)."""
-    return np.fromiter(
-        (
-            int.from_bytes(blake2b((v or "").encode("utf-8"), digest_size=8).digest(), "little")
-            for v in values
-        ),
-        dtype=np.uint64,
-        count=len(values),
-    )

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from hashlib import blake2b
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +30,7 @@ from lfft.config import SplitConfig
 from lfft.data.rejects import reject_table
 from lfft.data.runner import Output, StageRun, check_input
 from lfft.errors import ConfigError
+from lfft.hashing import stable_hashes
 from lfft.io import iter_batches
 from lfft.report import StageResult
 from lfft.schemas import FEEDBACK, SPLIT, conform
@@ -73,13 +73,8 @@ def check_config(cfg: SplitConfig) -> None:
 def assign(keys: pa.Array | pa.ChunkedArray, seed: int, ratios: tuple[float, ...]) -> np.ndarray:
     """Split index (0 train, 1 val, 2 test) per key value; each distinct value is hashed once."""
     unique = pc.unique(keys)
-    values = np.array(
-        [
-            int.from_bytes(blake2b(f"{seed}\x1f{k}".encode(), digest_size=8).digest(), "little")
-            for k in unique.to_pylist()
-        ],
-        dtype=np.float64,
-    ) / float(2**64)
+    hashes = stable_hashes((f"{seed}\x1f{k}" for k in unique.to_pylist()), len(unique))
+    values = hashes.astype(np.float64) / float(2**64)
     bounds = np.cumsum(ratios)[:2]
     split_of_unique = np.searchsorted(bounds, values, side="right")
     return split_of_unique[pc.index_in(keys, value_set=unique).to_numpy(zero_copy_only=False)]
