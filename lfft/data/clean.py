@@ -34,9 +34,8 @@ from lfft.data.pii import check_kinds, scrub_array
 from lfft.data.pool import resolve_workers
 from lfft.data.rejects import RAW_LIMIT, reject_table
 from lfft.data.runner import Batch, Output, StageRun, check_input
-from lfft.data.spill import HashPartitions, Spill
+from lfft.data.spill import HashPartitions, Spill, hash64
 from lfft.data.text import context_strings, fix_array, join_columns, map_list_field, remap_span
-from lfft.hashing import stable_hashes
 from lfft.io import count_rows, iter_batches
 from lfft.report import StageResult
 from lfft.schemas import CLEAN, INTERACTIONS
@@ -101,8 +100,7 @@ def prepare_table(
     keep = pa.array(reasons == "")
     table, original = table.filter(keep), original.filter(keep)
 
-    keys = [k or "" for k in _dup_key(table, cfg).to_pylist()]
-    table = table.append_column(KEY, pa.array(stable_hashes(keys, len(keys))))
+    table = table.append_column(KEY, pa.array(hash64(_dup_key(table, cfg).to_pylist())))
     tallies: Counter = Counter()
     if cfg.scrub_pii:
         table, pii = _scrub(table, check_kinds(cfg.pii_kinds))

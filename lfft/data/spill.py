@@ -17,6 +17,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from lfft.hashing import stable_hashes
+
 
 class Spill:
     """One temporary Parquet file written batch by batch and read back batch by batch."""
@@ -83,3 +85,9 @@ class HashPartitions:
             if part.rows:
                 yield part.read()
                 part.path.unlink(missing_ok=True)
+
+
+def hash64(values: list[str | None]) -> np.ndarray:
+    """:func:`lfft.hashing.stable_hash64` of each string (None as ``""``), as uint64s: the
+    partition keys of group-wise work."""
+    return stable_hashes((v or "" for v in values), len(values))
