@@ -70,7 +70,7 @@ def question(word: str) -> str:
 
 
 def feedback_row(session: str, prompt: str, response: str, good: bool) -> dict[str, Any]:
-    """One FEEDBACK row: a thumbs up (``good``) or down on ``response``."""
+    """One NORMALIZED row: a thumbs up (``good``) or down on ``response``."""
     from lfft.data.records import feedback_event, interaction, stable_id
 
     row = interaction(
@@ -114,7 +114,7 @@ def write_splits(root: Path, s: ProofSettings) -> list[str]:
     log rows on the same prompts, drawn the same way)."""
     from lfft.data.records import to_table
     from lfft.io import write_table
-    from lfft.schemas import FEEDBACK, SPLIT, make_metadata
+    from lfft.schemas import NORMALIZED, SPLIT, make_metadata
 
     words = make_words(s.words)
     rng = random.Random(s.seed)
@@ -122,7 +122,7 @@ def write_splits(root: Path, s: ProofSettings) -> list[str]:
         ("train", make_rows(words, s.rounds, 2, rng, "train")),
         ("test", make_rows(words, 1, 2, rng, "test")),
     ):
-        table = to_table(rows, FEEDBACK)
+        table = to_table(rows, NORMALIZED)
         write_table(root / f"{split}.parquet", table, SPLIT, make_metadata("proof"))
     return words
 

@@ -43,7 +43,7 @@ from lfft.errors import ConfigError
 from lfft.hashing import hex64, stable_hashes
 from lfft.io import count_rows, iter_batches, read_table
 from lfft.report import StageResult
-from lfft.schemas import CLEAN, FEEDBACK, TOKEN_SPAN, conform
+from lfft.schemas import CLEAN, NORMALIZED, TOKEN_SPAN, conform
 
 STAGE = "normalize"
 CONFLICT_POLICIES = ("latest", "mean")
@@ -99,7 +99,7 @@ def normalize_table(table: pa.Table, cfg: NormalizeConfig) -> tuple[pa.Table, pa
     return _assemble(table, groups, active, results, cfg), _notes(table, ignored)
 
 
-def records(events: pa.StructArray) -> list[dict[str, Any]]:
+def event_dicts(events: pa.StructArray) -> list[dict[str, Any]]:
     """Feedback events as dicts, with ``ts`` as epoch milliseconds (10x faster than datetimes;
     only their order matters here)."""
     names = [f.name for f in events.type]
@@ -111,8 +111,8 @@ def records(events: pa.StructArray) -> list[dict[str, Any]]:
 
 
 def event_lists(feedback: pa.ListArray) -> list[list[dict[str, Any]]]:
-    """Each row's feedback list as dicts (see :func:`records`)."""
-    flat = records(feedback.flatten())
+    """Each row's feedback list as dicts (see :func:`event_dicts`)."""
+    flat = event_dicts(feedback.flatten())
     offsets = pc.subtract(feedback.offsets, feedback.offsets[0]).to_pylist()
     return [flat[i:j] for i, j in zip(offsets[:-1], offsets[1:], strict=True)]
 
@@ -139,7 +139,7 @@ def normalize(input: Path, out: Path, cfg: NormalizeConfig) -> StageResult:
     check_config(cfg)
     signals: Counter = Counter()
     labels: Counter = Counter()
-    outputs = {"feedback": Output(out, FEEDBACK, cfg.part_rows)}
+    outputs = {"feedback": Output(out, NORMALIZED, cfg.part_rows)}
     with StageRun(STAGE, cfg, [input], outputs, rejects=out) as run:
         tables = ((t, cfg) for t in _group_tables(input, cfg, run.tmp))
         workers = resolve_workers(cfg.workers, count_rows(input), PARALLEL_ROWS)
@@ -229,7 +229,7 @@ def _preference_marks(
     if not pc.any(is_pref).as_py():
         return {}
     rows = pc.list_parent_indices(feedback).filter(is_pref).to_pylist()
-    events = records(flat.filter(is_pref))
+    events = event_dicts(flat.filter(is_pref))
     ids = table.column("interaction_id").to_pylist()
     sessions = table.column("session_id").to_pylist()
     refs = {e["ref"] for e in events if e.get("ref") is not None}
@@ -305,7 +305,7 @@ def _assemble(
     }
     for name, column in columns.items():
         table = table.append_column(name, column)
-    return table.cast(FEEDBACK)
+    return table.cast(NORMALIZED)
 
 
 def _notes(table: pa.Table, ignored: list[tuple[int, str]]) -> pa.Table:
