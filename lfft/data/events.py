@@ -16,18 +16,24 @@ interactions rows is :mod:`lfft.data.join`. ``docs/collect.md`` tables every rea
 from __future__ import annotations
 
 import json
-import math
-from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, NoReturn
+from typing import Any, Literal
 
 import msgspec
 
-from lfft.data.records import parse_ts
+from lfft.data.event_checks import (
+    EventError,
+    action_value,
+    check_id,
+    feedback_value,
+    missing_or_wrong,
+    short,
+    timestamp_ms,
+    type_name,
+)
 
 ROLES = frozenset({"system", "user", "assistant"})
 FEEDBACK_KINDS = frozenset({"thumbs", "rating", "label", "comment", "edit", "preference"})
 ACTION_KINDS = frozenset({"copy", "regenerate", "click", "share", "stop", "dwell_ms"})
-DEFAULT_SCALE = 5.0
 
 Role = Literal["system", "user", "assistant"]
 Id = str | int  # an id may be sent as an integer; it is kept as a string
@@ -145,25 +151,11 @@ class Feedback(msgspec.Struct, array_like=True, gc=False, tag=1):
 
 Event = Message | Feedback
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MS = timedelta(milliseconds=1)
-_THUMBS = {"up": 1.0, "down": 0.0}
 # The one copy of each kind string: events share it instead of holding their own.
 _KINDS = {name: name for name in FEEDBACK_KINDS | ACTION_KINDS}
 _ROLE_NAMES = {name: name for name in ROLES}
-_MIN_MS, _MAX_MS = -62_135_596_800_000, 253_402_300_799_999  # years 1..9999
 _LINE_ENDS = frozenset(("\n", "\r\n"))
 _scan = json.JSONDecoder().scan_once  # the C scanner behind json.loads, without its wrappers
-_fromiso = datetime.fromisoformat
-
-
-class EventError(Exception):
-    """A line that is not a usable event: ``reason`` is the reject reason."""
-
-    def __init__(self, reason: str, detail: str | None = None):
-        super().__init__(reason)
-        self.reason = reason
-        self.detail = detail
 
 
 # --- parsing one line --------------------------------------------------------------------------
@@ -204,17 +196,17 @@ def _parse_slow(line: bytes, file_index: int, line_no: int) -> Event:
             raise EventError("blank_line", "an empty line is not an event") from None
         obj = _loads(text)
     if type(obj) is not dict:
-        raise EventError("not_an_object", f"{_tname(obj)}, expected a JSON object")
+        raise EventError("not_an_object", f"{type_name(obj)}, expected a JSON object")
     event = obj.get("event")
     if event is None:
         raise EventError("missing_field", "no 'event' field")
     wire_type = _WIRE.get(event) if type(event) is str else None
     if wire_type is None:  # the session and event ids are checked first, as for any event
-        _id(obj.get("session_id"), "session_id")
-        _id(obj.get("id"), "id", required=False)
+        check_id(obj.get("session_id"), "session_id")
+        check_id(obj.get("id"), "id", required=False)
         if type(event) is not str:
-            raise EventError("wrong_type", f"'event' must be a string, got {_tname(event)}")
-        raise EventError("unknown_event", f"{_short(event)}; expected message, feedback or action")
+            raise EventError("wrong_type", f"'event' must be a string, got {type_name(event)}")
+        raise EventError("unknown_event", f"{short(event)}; expected message, feedback or action")
     wire = wire_type(**{name: obj.get(name) for name in wire_type.__struct_fields__})
     if wire_type is WireMessage:
         rec = _message(wire, file_index, line_no)
@@ -238,186 +230,68 @@ def _loads(text: str) -> Any:
         raise EventError("malformed_json", str(e)[:200]) from None
 
 
+def _ids(w: WireMessage | WireFeedback) -> tuple[str, str | None, str]:
+    """The session id, event id and message id every event has, checked in that order."""
+    sid, eid, mid = w.session_id, w.id, w.message_id
+    if type(sid) is not str or not sid:
+        sid = check_id(sid, "session_id")
+    if eid is not None and (type(eid) is not str or not eid):
+        eid = check_id(eid, "id", required=False)
+    if type(mid) is not str or not mid:
+        mid = check_id(mid, "message_id")
+    return sid, eid, mid
+
+
 def _message(w: WireMessage, fi: int, ln: int) -> Message:
     """A decoded message -> :class:`Message`, its fields checked in the order of the format."""
-    sid = w.session_id
-    if type(sid) is not str or not sid:
-        sid = _id(sid, "session_id")
-    eid = w.id
-    if eid is not None and (type(eid) is not str or not eid):
-        eid = _id(eid, "id", required=False)
-    mid = w.message_id
-    if type(mid) is not str or not mid:
-        mid = _id(mid, "message_id")
+    sid, eid, mid = _ids(w)
     parent = w.parent_id
     if parent is not None and (type(parent) is not str or not parent):
-        parent = _id(parent, "parent_id", required=False)
+        parent = check_id(parent, "parent_id", required=False)
     role = w.role
-    role = _ROLE_NAMES.get(role) if type(role) is str else _missing_or_wrong("role", role)
+    role = _ROLE_NAMES.get(role) if type(role) is str else missing_or_wrong("role", role)
     if role is None:
         raise EventError(
-            "unknown_role", f"role {_short(w.role)}; expected system, user or assistant"
+            "unknown_role", f"role {short(w.role)}; expected system, user or assistant"
         )
     content = w.content
     if type(content) is not str:
-        _missing_or_wrong("content", content)
+        missing_or_wrong("content", content)
     model = w.model
     if model is not None and type(model) is not str:
-        raise EventError("wrong_type", f"'model' must be a string, got {_tname(model)}")
+        raise EventError("wrong_type", f"'model' must be a string, got {type_name(model)}")
     meta = w.meta
     if meta is not None and type(meta) is not dict:
-        raise EventError("wrong_type", f"'meta' must be an object, got {_tname(meta)}")
+        raise EventError("wrong_type", f"'meta' must be an object, got {type_name(meta)}")
     user = w.user_id
     if user is not None and (type(user) is not str or not user):
-        user = _id(user, "user_id", required=False)
+        user = check_id(user, "user_id", required=False)
     ts = w.ts
     if ts is not None:
-        ts = _ts(ts)
+        ts = timestamp_ms(ts)
     return Message(sid, fi, ln, eid, mid, parent, role, content, ts, model, user)
 
 
 def _feedback(w: WireFeedback, fi: int, ln: int, raw: bytes) -> Feedback:
     """A decoded feedback or action -> :class:`Feedback`."""
-    sid = w.session_id
-    if type(sid) is not str or not sid:
-        sid = _id(sid, "session_id")
-    eid = w.id
-    if eid is not None and (type(eid) is not str or not eid):
-        eid = _id(eid, "id", required=False)
-    mid = w.message_id
-    if type(mid) is not str or not mid:
-        mid = _id(mid, "message_id")
+    sid, eid, mid = _ids(w)
     kind = w.kind
     if type(kind) is not str:
-        _missing_or_wrong("kind", kind)
+        missing_or_wrong("kind", kind)
     if type(w) is WireFeedback:
         if kind not in FEEDBACK_KINDS:
             hint = " (an action kind: send it as event 'action')" if kind in ACTION_KINDS else ""
-            raise EventError("unknown_kind", f"feedback kind {_short(kind)}{hint}")
-        value, text, ref, scale = _feedback_value(kind, w.value, w.scale)
+            raise EventError("unknown_kind", f"feedback kind {short(kind)}{hint}")
+        value, text, ref, scale = feedback_value(kind, w.value, w.scale)
         origin = "explicit"
     else:
         if kind not in ACTION_KINDS:
-            raise EventError("unknown_kind", f"action kind {_short(kind)}")
-        value, text = _action_value(kind, w.value)
+            raise EventError("unknown_kind", f"action kind {short(kind)}")
+        value, text = action_value(kind, w.value)
         ref = scale = None
         origin = "behavioral"
-    ts = _ts(w.ts)
+    ts = timestamp_ms(w.ts)
     return Feedback(sid, fi, ln, eid, mid, _KINDS[kind], origin, value, text, ts, ref, scale, raw)
-
-
-def _feedback_value(kind: str, v: Any, scale: Any) -> tuple[float | None, str | None, Any, Any]:
-    """(value, text, ref, scale) of an explicit feedback event."""
-    if kind == "thumbs":
-        return _thumbs(v), None, None, None
-    if kind == "rating":
-        scale = DEFAULT_SCALE if scale is None else _number(scale, "scale")
-        if not scale > 1:
-            raise EventError("bad_value", f"rating scale {scale!r} must be above 1")
-        value = _number(v, "rating")
-        if not 1 <= value <= scale:
-            raise EventError("bad_value", f"rating {value!r} is outside 1..{scale:g}")
-        return value, None, None, scale
-    if kind == "preference":
-        if v is None:
-            return None, None, None, None
-        if type(v) is int or (type(v) is str and v):
-            return None, None, str(v), None
-        raise EventError("bad_value", f"preference value must be a message id, got {_tname(v)}")
-    # label, comment, edit: text
-    if type(v) is not str:
-        _missing_or_wrong("value", v, reason="bad_value", what=f"{kind} value")
-    if not v.strip():
-        raise EventError("bad_value", f"empty {kind}")
-    return None, v, None, None
-
-
-def _action_value(kind: str, v: Any) -> tuple[float | None, str | None]:
-    if kind == "dwell_ms":
-        if v is None:
-            raise EventError("missing_field", "dwell_ms needs a numeric 'value'")
-        value = _number(v, "dwell_ms")
-        if value < 0:
-            raise EventError("bad_value", f"dwell_ms {value!r} is negative")
-        return value, None
-    if v is None:
-        return None, None
-    if type(v) is str:
-        return None, v
-    if type(v) is bool:
-        return float(v), None
-    return _number(v, f"{kind} value"), None
-
-
-def _thumbs(v: Any) -> float:
-    if v is True or v is False:
-        return float(v)
-    if type(v) is str:
-        hit = _THUMBS.get(v.strip().lower())
-        if hit is not None:
-            return hit
-    elif type(v) in (int, float) and v in (1, 0, -1):
-        return 1.0 if v == 1 else 0.0
-    if v is None:
-        raise EventError("missing_field", "thumbs needs a 'value'")
-    raise EventError("bad_value", f"thumbs {v!r}; expected up/down, true/false or 1/0/-1")
-
-
-def _number(v: Any, what: str) -> float:
-    if type(v) is int or type(v) is float:
-        try:
-            f = float(v)
-        except OverflowError:
-            f = math.inf
-        if math.isfinite(f):
-            return f
-        raise EventError("bad_value", f"{what} {v!r} is not a finite number")
-    if v is None:
-        raise EventError("missing_field", f"{what} needs a value")
-    raise EventError("bad_value", f"{what} {_short(v)} is not a number")
-
-
-def _id(v: Any, key: str, required: bool = True) -> str | None:
-    """An id field's value as a string (integers accepted); None or an error if absent."""
-    t = type(v)
-    if t is str and v:
-        return v
-    if t is int:
-        return str(v)
-    if v is None or v == "":
-        if required:
-            raise EventError("missing_field", f"no {key!r}")
-        return None
-    raise EventError("wrong_type", f"{key!r} must be a string or integer, got {_tname(v)}")
-
-
-def _ts(v: Any) -> int | None:
-    """A timestamp (ISO-8601, epoch s or ms) -> epoch milliseconds."""
-    if v is None:
-        return None
-    t = type(v)
-    try:
-        if t is str:  # the common cases inline; parse_ts handles the rest and the errors
-            dt = _fromiso(v)
-            if dt.tzinfo is None:
-                dt = dt.replace(tzinfo=UTC)
-            return (dt - _EPOCH) // _MS
-        if t is int:
-            ms = v * 1000 if -100_000_000_000 < v < 100_000_000_000 else v
-            if _MIN_MS <= ms <= _MAX_MS:
-                return ms
-    except ValueError:
-        pass
-    try:
-        return (parse_ts(v) - _EPOCH) // _MS
-    except (ValueError, OverflowError, OSError, TypeError):
-        raise EventError("bad_timestamp", f"ts {_short(v)} is not ISO-8601 or epoch") from None
-
-
-def _missing_or_wrong(key: str, v: Any, reason: str = "wrong_type", what: str = "") -> NoReturn:
-    if v is None:
-        raise EventError("missing_field", f"no {key!r}")
-    raise EventError(reason, f"{what or repr(key)} must be a string, got {_tname(v)}")
 
 
 def _check_encodable(rec: Event) -> None:
@@ -429,17 +303,6 @@ def _check_encodable(rec: Event) -> None:
                 v.encode("utf-8")
             except UnicodeEncodeError:
                 raise EventError("invalid_utf8", "a \\u escape encodes a lone surrogate") from None
-
-
-def _tname(v: Any) -> str:
-    return {dict: "an object", list: "an array", bool: "a boolean", str: "a string"}.get(
-        type(v), "a number" if isinstance(v, int | float) else type(v).__name__
-    )
-
-
-def _short(v: Any) -> str:
-    s = repr(v)
-    return s if len(s) <= 40 else s[:37] + "..."
 
 
 def render(event: Event) -> str:
