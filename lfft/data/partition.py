@@ -15,8 +15,9 @@ buckets are appended to one temporary file per partition whenever they exceed ha
 partition loaded back in the second pass then fits in the other half). Loading a partition back
 lays its events out together in memory, which makes the join far cheaper in cache misses than
 events scattered over the whole input. Events are msgspec structs encoded as msgpack arrays
-(``array_like``): at 100k sessions that encodes 2.3 times faster than ``marshal`` did the
-tuples events used to be, and decodes as fast.
+(``array_like``), a round trip cheaper than ``marshal`` of the tuples events used to be and
+four times cheaper than Arrow tables (``bench/partition_alternatives.py``, numbers in
+``docs/benchmarks.md``).
 """
 
 from __future__ import annotations
