@@ -16,7 +16,7 @@ partition loaded back in the second pass then fits in the other half). Loading a
 lays its events out together in memory, which makes the join far cheaper in cache misses than
 events scattered over the whole input. Events are msgspec structs encoded as msgpack arrays
 (``array_like``), a round trip cheaper than ``marshal`` of the tuples events used to be and
-four times cheaper than Arrow tables (``bench/partition_alternatives.py``, numbers in
+four times cheaper than Arrow tables (``bench/data_alternatives.py``, numbers in
 ``docs/benchmarks.md``).
 """
 

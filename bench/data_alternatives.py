@@ -1,16 +1,23 @@
-"""Could Arrow replace lfft's hand-written partition and spill steps? (A benchmark, not a test.)
+"""The alternatives weighed for collect's parse and for the data stages' partition and spill
+steps (a benchmark, not a test).
 
-    .venv/bin/python bench/partition_alternatives.py --logs /tmp/logs-100k   # lfft synth output
+    .venv/bin/python bench/data_alternatives.py --logs /tmp/logs-100k   # lfft synth output
 
-On the events of real-looking logs (``lfft synth``) and on the ``interactions`` collect makes
-of them, measures in this process (CPU seconds, best of ``--repeat``; peak traced memory):
+On the lines of real-looking logs (``lfft synth``), their events and the ``interactions``
+collect makes of them, measures in this process (CPU seconds, best of ``--repeat``; peak memory
+of Python objects):
 
-1. collect's partition round trip, the events of every line serialized, read back and grouped
+1. decoding every line: ``json.loads``; the C scanner behind it, called directly; msgspec to
+   dicts; msgspec to the wire structs of the format (``events.WireMessage``, ...); and whole
+   parses into checked events: the json path (``events._parse_slow``, which is how collect
+   parsed every line before msgspec) and ``events.parse_line`` (msgspec, the json path only
+   for lines the wire types do not describe).
+2. collect's partition round trip, the events of every line serialized, read back and grouped
    by session: msgspec msgpack of the event structs (what collect does), ``marshal`` of tuples
    (what it did before the events were typed), and Arrow: the events as columns in an Arrow
    table sorted by session, written to and read from IPC files, turned back into events per
    session (what "let Arrow group them" costs, since the join is Python).
-2. clean's and normalize's hash partitions of rows: ``lfft.data.spill.HashPartitions`` against
+3. clean's and normalize's hash partitions of rows: ``lfft.data.spill.HashPartitions`` against
    ``pyarrow.dataset.write_dataset`` partitioned on the same hash, each partition read back.
 
 Prints Markdown tables for ``docs/benchmarks.md``.
@@ -20,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
 import marshal
 import platform
 import shutil
@@ -59,6 +67,31 @@ def measure(fn: Callable[[], object], repeat: int) -> tuple[float, float]:
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     return best, peak / 2**20
+
+
+def parsers() -> list[tuple[str, Callable[[bytes], object]]]:
+    scan = json.JSONDecoder().scan_once
+    wire = msgspec.json.Decoder(ev.WireMessage | ev.WireFeedback | ev.WireAction).decode
+    return [
+        ("json.loads (the benchmarks' floor)", json.loads),
+        ("json's C scanner, called directly", lambda line: scan(line.decode(), 0)),
+        ("msgspec.json.decode to dicts", msgspec.json.Decoder().decode),
+        ("msgspec to the wire structs", wire),
+        (
+            "json path + checks → event (collect before msgspec)",
+            lambda line: ev._parse_slow(line, 0, 1),
+        ),
+        ("events.parse_line: msgspec + checks → event", lambda line: ev.parse_line(line, 0, 1)),
+    ]
+
+
+def each(fn: Callable[[bytes], object], lines: list[bytes]) -> None:
+    """``fn`` of every line; a line it refuses is skipped, as a rejected line would be."""
+    for line in lines:
+        try:  # noqa: SIM105 (a with-block per line would weigh on the fastest decoders)
+            fn(line)
+        except (ValueError, ev.EventError, UnicodeDecodeError, StopIteration):
+            pass
 
 
 def read_events(logs: Path) -> list[list[ev.Event]]:
@@ -147,6 +180,19 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
     gc.disable()  # as collect runs
+    lines = [
+        line for path in expand_inputs([args.logs]) for b in iter_line_blocks(path) for line in b
+    ]
+    print(
+        f"\n`bench/data_alternatives.py`: {platform.node()}, Python "
+        f"{platform.python_version()}, pyarrow {pa.__version__}, msgspec {msgspec.__version__}"
+    )
+    print(f"\n{len(lines):,} lines of {args.logs}, each decoded or parsed:\n")
+    print("| method | CPU s | lines per CPU µs |")
+    print("| --- | ---: | ---: |")
+    for name, fn in parsers():
+        cpu, _ = measure(lambda fn=fn: each(fn, lines), args.repeat)
+        print(f"| {name} | {cpu:.2f} | {len(lines) / cpu / 1e6:.2f} |")
     runs = read_events(args.logs)
     n_events = sum(map(len, runs))
     buckets = chunks(runs)
@@ -158,10 +204,6 @@ def main() -> None:
             ("marshal of tuples (collect before)", lambda: marshal_round_trip(tuples)),
             ("Arrow tables sorted by session, IPC files", lambda: arrow_round_trip(runs, folder)),
         ]
-        print(
-            f"\n`bench/partition_alternatives.py`: {platform.node()}, Python "
-            f"{platform.python_version()}, pyarrow {pa.__version__}, msgspec {msgspec.__version__}"
-        )
         print(f"\n{n_events:,} events in {len(runs):,} runs; serialized, read back, grouped:\n")
         print("| method | CPU s | peak Python MiB |")
         print("| --- | ---: | ---: |")
