@@ -2,6 +2,7 @@
 steps (a benchmark, not a test).
 
     .venv/bin/python bench/data_alternatives.py --logs /tmp/logs-100k   # lfft synth output
+    .venv/bin/python bench/data_alternatives.py --logs /tmp/logs-100k --base /tmp/base9a
 
 On the lines of real-looking logs (``lfft synth``), their events and the ``interactions``
 collect makes of them, measures in this process (CPU seconds, best of ``--repeat``; peak memory
@@ -9,9 +10,10 @@ of Python objects):
 
 1. decoding every line: ``json.loads``; the C scanner behind it, called directly; msgspec to
    dicts; msgspec to the wire structs of the format (``events.WireMessage``, ...); and whole
-   parses into checked events: the json path (``events._parse_slow``, which is how collect
-   parsed every line before msgspec) and ``events.parse_line`` (msgspec, the json path only
-   for lines the wire types do not describe).
+   parses into checked events: the json path (``events._parse_slow``: the C scanner, a dict,
+   a wire struct built from it, the checks; collect's path before msgspec had no wire struct)
+   and ``events.parse_line`` (msgspec, the json path only for lines the wire types do not
+   describe); with ``--base`` also the ``parse_line`` of another checkout.
 2. collect's partition round trip, the events of every line serialized, read back and grouped
    by session: msgspec msgpack of the event structs (what collect does), ``marshal`` of tuples
    (what it did before the events were typed), and Arrow: the events as columns in an Arrow
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import importlib.util
 import json
 import marshal
 import platform
@@ -78,19 +81,29 @@ def parsers() -> list[tuple[str, Callable[[bytes], object]]]:
         ("msgspec.json.decode to dicts", msgspec.json.Decoder().decode),
         ("msgspec to the wire structs", wire),
         (
-            "json path + checks → event (collect before msgspec)",
+            "events._parse_slow: json + the checks → event",
             lambda line: ev._parse_slow(line, 0, 1),
         ),
         ("events.parse_line: msgspec + checks → event", lambda line: ev.parse_line(line, 0, 1)),
     ]
 
 
-def each(fn: Callable[[bytes], object], lines: list[bytes]) -> None:
-    """``fn`` of every line; a line it refuses is skipped, as a rejected line would be."""
+def base_parser(tree: Path) -> tuple[str, Callable[[bytes], object], type[Exception]]:
+    """``parse_line`` of another checkout's ``lfft/data/events.py`` (e.g. 9a79c6d, which parsed
+    with the json scanner into tuples), loaded beside this tree's modules."""
+    spec = importlib.util.spec_from_file_location("base_events", tree / "lfft/data/events.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return f"parse_line of {tree}", lambda line: module.parse_line(line, 0, 1), module.EventError
+
+
+def each(fn: Callable[[bytes], object], lines: list[bytes], errors: tuple) -> None:
+    """``fn`` of every line; a line it refuses (``errors``) is skipped, as a rejected line
+    would be."""
     for line in lines:
         try:  # noqa: SIM105 (a with-block per line would weigh on the fastest decoders)
             fn(line)
-        except (ValueError, ev.EventError, UnicodeDecodeError, StopIteration):
+        except errors:
             pass
 
 
@@ -178,6 +191,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--logs", type=Path, required=True, help="lfft-events logs (lfft synth)")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--base", type=Path, help="also time parse_line of this checkout")
     args = ap.parse_args()
     gc.disable()  # as collect runs
     lines = [
@@ -190,8 +204,14 @@ def main() -> None:
     print(f"\n{len(lines):,} lines of {args.logs}, each decoded or parsed:\n")
     print("| method | CPU s | lines per CPU µs |")
     print("| --- | ---: | ---: |")
-    for name, fn in parsers():
-        cpu, _ = measure(lambda fn=fn: each(fn, lines), args.repeat)
+    candidates = parsers()
+    errors: tuple = (ValueError, UnicodeDecodeError, StopIteration, ev.EventError)
+    if args.base is not None:
+        name, fn, error = base_parser(args.base)
+        candidates.insert(-1, (name, fn))
+        errors += (error,)
+    for name, fn in candidates:
+        cpu, _ = measure(lambda fn=fn: each(fn, lines, errors), args.repeat)
         print(f"| {name} | {cpu:.2f} | {len(lines) / cpu / 1e6:.2f} |")
     runs = read_events(args.logs)
     n_events = sum(map(len, runs))
