@@ -1,10 +1,10 @@
 """The native ``lfft-events`` v1 format: one line -> one typed event.
 
-The format is written down twice here, as types: the *wire* structs (:class:`WireMessage`,
-:class:`WireFeedback`, :class:`WireAction`) are the JSON objects of ``docs/design.md``, decoded
-by msgspec straight from the line's bytes (several times faster than ``json.loads``, and no dict
-is built); the *events* (:class:`Message`, :class:`Feedback`) are what collect keeps of a line:
-checked, ids as strings, timestamps as epoch milliseconds, where the line was read.
+Two sets of types: the *wire* structs (:class:`WireMessage`, :class:`WireFeedback`,
+:class:`WireAction`) are the JSON objects of ``docs/design.md``, decoded by msgspec straight from
+the line's bytes (several times faster than ``json.loads``, and no dict is built); the *events*
+(:class:`Message`, :class:`Feedback`) are what collect keeps of a line: checked, ids as strings,
+timestamps as epoch milliseconds, and where the line was read.
 
 :func:`parse_line` turns a line into an event or raises :class:`EventError` with a reject
 reason. A line msgspec cannot decode into a wire struct (bad JSON, a field of the wrong type, a
