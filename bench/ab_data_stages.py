@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import filecmp
 import os
+import platform
 import statistics
 import subprocess
 import sys
@@ -104,7 +105,14 @@ def main() -> None:
     ap.add_argument("--sessions", type=int, default=100_000)
     ap.add_argument("--runs", type=int, default=3, help="interleaved runs of each stage")
     ap.add_argument("--work", type=Path, default=Path("/tmp/lfft-ab"))
+    ap.add_argument(
+        "--stages",
+        nargs="+",
+        choices=list(dict.fromkeys(stage for stage, *_ in STAGES)),
+        help="only these stages (and their artifacts); their inputs must be in --work",
+    )
     args = ap.parse_args()
+    stages = [s for s in STAGES if args.stages is None or s[0] in args.stages]
     trees = {"base": args.base.resolve(), "this": ROOT}
     logs = args.work / f"logs-{args.sessions}"
     if not logs.exists():
@@ -112,7 +120,7 @@ def main() -> None:
         run(ROOT, [*synth, "-q"])
     cpu: dict[tuple[str, str], list[float]] = {}
     rss: dict[tuple[str, str], list[float]] = {}
-    for stage, src, out, extra in STAGES:
+    for stage, src, out, extra in stages:
         label = f"{stage} {extra[-1]}" if extra else stage
         print(f"{label} ...", file=sys.stderr)
         for r in range(args.runs):
@@ -125,9 +133,10 @@ def main() -> None:
                 rss.setdefault((label, side), []).append(m)
 
     load = os.getloadavg()[0]
-    print(f"\n`bench/ab_data_stages.py --sessions {args.sessions} --runs {args.runs}`: base "
-          f"{trees['base']}, this tree {ROOT}; medians of {args.runs} interleaved runs, "
-          f"load {load:.1f} at the end\n")  # fmt: skip
+    print(f"\n`bench/ab_data_stages.py {' '.join(sys.argv[1:])}`: base {trees['base']}, this "
+          f"tree {ROOT}; {platform.node()}, {os.cpu_count()} cores, Python "
+          f"{platform.python_version()}; medians of {args.runs} interleaved runs, load "
+          f"{load:.1f} at the end\n")  # fmt: skip
     print("| stage | base CPU s | this CPU s | change | base peak RSS MiB | this peak RSS MiB |")
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
     labels = list(dict.fromkeys(label for label, _ in cpu))
@@ -140,11 +149,14 @@ def main() -> None:
     sys.path.insert(0, str(ROOT))
     bad = 0
     print()
+    written = {out.split("/")[0] for _, _, out, _ in stages}
     for name in ARTIFACTS:
+        if name.split("/")[0].replace(".rejects", "") not in written:
+            continue
         problems = same_artifact(args.work, name)
         bad += any(not p.startswith("(") for p in problems)
         print(f"{name}: {'; '.join(problems) or 'equal'}")
-    for fmt in EXPORTS:
+    for fmt in EXPORTS if any(stage == "export" for stage, *_ in stages) else ():
         a, b = (args.work / side / f"{fmt}.jsonl" for side in ("base", "this"))
         equal = filecmp.cmp(a, b, shallow=False)
         bad += not equal

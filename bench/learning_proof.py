@@ -4,7 +4,7 @@ Two tasks whose right answer follows a rule: 'Repeat after me: Fazuba' -> 'Fazub
 words. Every test prompt asks for a word that never occurs in training (asserted), so a right
 answer means the model learned the rule the feedback reveals, not a trained pair.
 
-- ``rule``: FEEDBACK rows written directly, each answer with a thumbs up or down, in three
+- ``rule``: NORMALIZED rows written directly, each answer with a thumbs up or down, in three
   variants: ``minority`` (per prompt 1 right answer, up, and 3 wrong ones, down: 2 refusals and
   another prompt's word), ``noisy`` (the same answers, a fifth of the thumbs flipped) and
   ``majority`` (3 right answers and 2 wrong ones per prompt, a fifth of the thumbs flipped:
@@ -81,7 +81,7 @@ def make_words(n: int, rng: random.Random, taken: set[str]) -> list[str]:
 
 
 def feedback_row(session: str, prompt: str, response: str, good: bool) -> dict[str, Any]:
-    """One FEEDBACK row: a thumbs up (``good``) or down on ``response``."""
+    """One NORMALIZED row: a thumbs up (``good``) or down on ``response``."""
     from lfft.data.records import feedback_event, interaction, stable_id
 
     row = interaction(
@@ -125,7 +125,7 @@ def write_rule_splits(root: Path, s: RuleSettings) -> None:
     """``root/train.parquet`` (the logs) and ``root/test.parquet`` (held-out prompts)."""
     from lfft.data.records import to_table
     from lfft.io import write_table
-    from lfft.schemas import FEEDBACK, SPLIT, make_metadata
+    from lfft.schemas import NORMALIZED, SPLIT, make_metadata
 
     rng = random.Random(s.seed)
     taken: set[str] = set()
@@ -135,7 +135,7 @@ def write_rule_splits(root: Path, s: RuleSettings) -> None:
     test = rule_rows(test_words, s.variant, rng, taken, "test")
     assert_held_out(train, test)
     for split, rows in (("train", train), ("test", test)):
-        table = to_table(rows, FEEDBACK)
+        table = to_table(rows, NORMALIZED)
         write_table(root / f"{split}.parquet", table, SPLIT, make_metadata("proof"))
 
 
@@ -177,8 +177,8 @@ def run_logs(s: LogsSettings = LogsSettings(), work: Path | None = None) -> dict
         lay = stages.Layout(root)
         stages.collect([root / "logs"], lay.interactions, CollectConfig())
         stages.clean(lay.interactions, lay.clean, CleanConfig())
-        stages.normalize(lay.clean, lay.feedback, NormalizeConfig())
-        stages.split(lay.feedback, lay.splits, SplitConfig())
+        stages.normalize(lay.clean, lay.normalized, NormalizeConfig())
+        stages.split(lay.normalized, lay.splits, SplitConfig())
         seen = read_table(lay.train).to_pylist() + read_table(lay.val).to_pylist()
         assert_held_out(seen, read_table(lay.test).to_pylist())
         stages.init(root / "init", InitConfig(data=str(lay.train)))

@@ -71,9 +71,9 @@ def prepare(work: Path, data: Path) -> None:
     from lfft.data.records import to_table
     from lfft.io import write_table
     from lfft.model.init import init
-    from lfft.schemas import FEEDBACK, SPLIT, make_metadata
+    from lfft.schemas import NORMALIZED, SPLIT, make_metadata
 
-    rows = to_table(rows_from_demo(data), FEEDBACK)
+    rows = to_table(rows_from_demo(data), NORMALIZED)
     write_table(work / "train.parquet", rows, SPLIT, make_metadata("split"))
     torch.manual_seed(0)
     base = work / "gpt2"

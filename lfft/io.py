@@ -113,7 +113,7 @@ class ClosingWriter:
 class ArtifactWriter(ClosingWriter):
     """Stream record batches into one Parquet artifact, atomically, with ``lfft`` metadata.
 
-    >>> with ArtifactWriter(path, schemas.FEEDBACK, meta) as w:   # doctest: +SKIP
+    >>> with ArtifactWriter(path, schemas.NORMALIZED, meta) as w:   # doctest: +SKIP
     ...     w.write(batch)
     ...     w.meta["counts"]["rows"] = w.rows
 
@@ -277,7 +277,9 @@ def fingerprint(path: str | os.PathLike) -> str:
     if path.is_file():
         return file_digest(path)
     if path.is_dir():
-        info = path / "lfft.json"
+        from lfft.model.checkpoint import INFO_FILE  # the checkpoint layout (imports no torch)
+
+        info = path / INFO_FILE
         if info.exists():
             data = json.loads(info.read_text())
             if "fingerprint" in data:

@@ -250,10 +250,10 @@ step_clean = _data_step(
 )
 step_normalize = _data_step(
     "normalize",
-    lambda rd: stages.normalize(rd.work.clean, rd.work.feedback, rd.stage_cfgs["normalize"]),
+    lambda rd: stages.normalize(rd.work.clean, rd.work.normalized, rd.stage_cfgs["normalize"]),
 )
 step_split = _data_step(
-    "split", lambda rd: stages.split(rd.work.feedback, rd.work.splits, rd.stage_cfgs["split"])
+    "split", lambda rd: stages.split(rd.work.normalized, rd.work.splits, rd.stage_cfgs["split"])
 )
 
 

@@ -102,7 +102,7 @@ def run_stage(
                 f"{stage.name}: input {path} is missing; run the stages before it first"
             )
     expected = {"config": _portable(as_dict(cfg), layout), "inputs": _fingerprints(inputs, layout)}
-    record_path = layout.records / f"{stage.name}.json"
+    record_path = layout.completion_records / f"{stage.name}.json"
     if not force:
         done = up_to_date(stage, layout, expected)
         if done is not None:
@@ -122,7 +122,7 @@ def run_stage(
     if resume:
         result.extra["resumed"] = True
     _write_record(stage, layout, expected, result)
-    (layout.records / f"{stage.name}.started.json").unlink(missing_ok=True)
+    (layout.completion_records / f"{stage.name}.started.json").unlink(missing_ok=True)
     _say(console, f"[green]✓ {stage.name:<9}[/] {_short(result)}")
     return result
 
@@ -132,7 +132,7 @@ def up_to_date(stage: Stage, layout: Layout, expected: dict[str, Any]) -> StageR
     outputs = stage.outputs(layout)
     if not outputs[0].exists():
         return None
-    record = _read_json(layout.records / f"{stage.name}.json")
+    record = _read_json(layout.completion_records / f"{stage.name}.json")
     if record is not None:
         same = record.get("config") == expected["config"]
         same = same and record.get("inputs") == expected["inputs"]
@@ -160,7 +160,7 @@ def _write_record(
         "result": result.to_dict(),
         "finished": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    write_json_atomic(layout.records / f"{stage.name}.json", record)
+    write_json_atomic(layout.completion_records / f"{stage.name}.json", record)
 
 
 def _from_artifact_metadata(
@@ -170,7 +170,7 @@ def _from_artifact_metadata(
     output says produced it when the config and input fingerprints match: the ``lfft`` metadata
     of a Parquet output (for a folder, of every part that names its inputs), or a checkpoint's
     ``lfft.json`` (which must say ``complete`` if it has that key)."""
-    metas = _producer_records(stage.outputs(layout)[0])
+    metas = _producer_metadata(stage.outputs(layout)[0])
     if not metas:
         return None
     for meta in metas:
@@ -182,7 +182,7 @@ def _from_artifact_metadata(
     return StageResult(stage.name, rows_out=rows)
 
 
-def _producer_records(output: Path) -> list[dict[str, Any]]:
+def _producer_metadata(output: Path) -> list[dict[str, Any]]:
     files = sorted(output.glob("*.parquet")) if output.is_dir() else [output]
     try:
         metas = [read_meta(f) for f in files if f.suffix == ".parquet"]
@@ -201,7 +201,7 @@ def _prepare_resume(stage: Stage, layout: Layout, expected: dict[str, Any], forc
     otherwise remove its stale partial output and note that a run has started."""
     if not stage.resumable:
         return False
-    started_path = layout.records / f"{stage.name}.started.json"
+    started_path = layout.completion_records / f"{stage.name}.started.json"
     started = _read_json(started_path)
     out = stage.outputs(layout)[0]
     if not force and started == expected and can_resume(out):

@@ -57,7 +57,9 @@ INTERACTIONS = pa.schema(
 
 CLEAN = INTERACTIONS
 
-FEEDBACK = pa.schema(
+# normalize's artifact, named ``feedback`` (``feedback.parquet``, the ``feedback`` key below):
+# the interactions columns plus the feedback events resolved into one score, label, weight...
+NORMALIZED = pa.schema(
     list(INTERACTIONS)
     + [
         pa.field("score", pa.float32()),  # in [0, 1]; null when no usable signal
@@ -71,7 +73,7 @@ FEEDBACK = pa.schema(
     ]
 )
 
-SPLIT = FEEDBACK
+SPLIT = NORMALIZED
 
 REJECTS = pa.schema(
     [
@@ -124,7 +126,7 @@ PREDICTIONS = pa.schema(
 ARTIFACTS: dict[str, pa.Schema] = {
     "interactions": INTERACTIONS,
     "clean": CLEAN,
-    "feedback": FEEDBACK,
+    "feedback": NORMALIZED,
     "split": SPLIT,
     "rejects": REJECTS,
     "metrics": METRICS,

@@ -33,7 +33,8 @@ class Layout:
         return self.root / "clean.parquet"
 
     @property
-    def feedback(self) -> Path:
+    def normalized(self) -> Path:
+        """normalize's output (the ``feedback`` artifact)."""
         return self.root / "feedback.parquet"
 
     @property
@@ -65,7 +66,7 @@ class Layout:
         return self.root / "eval"
 
     @property
-    def records(self) -> Path:
+    def completion_records(self) -> Path:
         """Completion records of ``lfft pipeline`` (one JSON per finished stage)."""
         return self.root / ".lfft"
 
@@ -170,14 +171,14 @@ STAGES: list[Stage] = [
     Stage(
         "normalize",
         inputs=lambda L, raw: [L.clean],
-        outputs=_data_outputs(lambda L: L.feedback),
-        run=lambda L, raw, cfg, resume: normalize(L.clean, L.feedback, cfg),
+        outputs=_data_outputs(lambda L: L.normalized),
+        run=lambda L, raw, cfg, resume: normalize(L.clean, L.normalized, cfg),
     ),
     Stage(
         "split",
-        inputs=lambda L, raw: [L.feedback],
+        inputs=lambda L, raw: [L.normalized],
         outputs=lambda L: [L.splits],
-        run=lambda L, raw, cfg, resume: split(L.feedback, L.splits, cfg),
+        run=lambda L, raw, cfg, resume: split(L.normalized, L.splits, cfg),
     ),
     Stage(
         "init",

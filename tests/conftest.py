@@ -16,7 +16,7 @@ import pytest
 
 from lfft.data.records import interaction, to_table
 from lfft.io import write_table
-from lfft.schemas import FEEDBACK, SPLIT, make_metadata
+from lfft.schemas import NORMALIZED, SPLIT, make_metadata
 
 NO_CUDA = "needs a CUDA GPU"  # the one skip reason allowed
 
@@ -50,7 +50,7 @@ def pytest_runtest_makereport(item, call):
 
 
 def make_model_rows(n_pairs: int = 20, seed: int = 0) -> list[dict[str, Any]]:
-    """FEEDBACK rows of a toy addition task: per prompt one right and one wrong answer (same
+    """NORMALIZED rows of a toy addition task: per prompt one right and one wrong answer (same
     group_id), with every signal kind: pairwise, binary, scalar, and token (a user's edit)."""
     rng = random.Random(seed)
     rows = []
@@ -88,7 +88,7 @@ def make_model_rows(n_pairs: int = 20, seed: int = 0) -> list[dict[str, Any]]:
 
 
 def write_model_split(path: Path, rows: list[dict[str, Any]]) -> Path:
-    write_table(path, to_table(rows, FEEDBACK), SPLIT, make_metadata("split"))
+    write_table(path, to_table(rows, NORMALIZED), SPLIT, make_metadata("split"))
     return path
 
 

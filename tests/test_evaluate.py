@@ -22,7 +22,7 @@ from lfft.model.batching import prompt_ids
 from lfft.model.checkpoint import load
 from lfft.model.evaluate import Scores, compute_metrics, evaluate
 from lfft.model.generate import generate_ids, generate_texts
-from lfft.schemas import FEEDBACK, METRICS, PREDICTIONS, SPLIT, make_metadata
+from lfft.schemas import METRICS, NORMALIZED, PREDICTIONS, SPLIT, make_metadata
 
 CPU = EvaluateConfig(device="cpu", max_new_tokens=4)
 
@@ -165,7 +165,7 @@ def test_missing_wrong_or_empty_data_are_user_errors(tmp_path, model_tiny_ckpt):
     with pytest.raises(SchemaError, match="missing column 'response'"):
         evaluate(model_tiny_ckpt, bad, tmp_path / "o", CPU)
     empty = tmp_path / "empty.parquet"
-    write_table(empty, FEEDBACK.empty_table(), SPLIT, make_metadata("split"))
+    write_table(empty, NORMALIZED.empty_table(), SPLIT, make_metadata("split"))
     with pytest.raises(NoUsableRows):
         evaluate(model_tiny_ckpt, empty, tmp_path / "o", CPU)
 

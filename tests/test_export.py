@@ -16,7 +16,7 @@ from lfft.data.export import export
 from lfft.data.records import feedback_event, interaction, to_table
 from lfft.errors import LfftError, SchemaError
 from lfft.io import read_table, write_table
-from lfft.schemas import FEEDBACK, INTERACTIONS, make_metadata
+from lfft.schemas import INTERACTIONS, NORMALIZED, make_metadata
 
 SYSTEM = {"role": "system", "content": "Be brief."}
 
@@ -31,7 +31,7 @@ def frow(
     context: list | None = None,
     feedback: list | None = None,
 ) -> dict[str, Any]:
-    """One FEEDBACK row as normalize writes it."""
+    """One NORMALIZED row as normalize writes it."""
     row = interaction(
         session_id=f"s-{group}",
         prompt=prompt,
@@ -68,7 +68,7 @@ ROWS = [
 @pytest.fixture
 def artifact(tmp_path: Path) -> Path:
     path = tmp_path / "feedback.parquet"
-    write_table(path, to_table(ROWS, FEEDBACK), FEEDBACK, make_metadata("normalize"))
+    write_table(path, to_table(ROWS, NORMALIZED), NORMALIZED, make_metadata("normalize"))
     return path
 
 
@@ -149,7 +149,7 @@ def test_jsonl_writes_every_column(artifact, tmp_path):
     export(artifact, "jsonl", out)
     recs = lines(out)
     assert len(recs) == len(ROWS)
-    assert set(recs[0]) == set(FEEDBACK.names)
+    assert set(recs[0]) == set(NORMALIZED.names)
     assert recs[0]["ts"] == "2024-05-01T12:00:00+00:00"
 
 

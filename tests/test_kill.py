@@ -143,7 +143,7 @@ def _state(work: Path) -> dict:
     state = load_state(work / "state.json")
     history = [{k: v for k, v in h.items() if k != "ts"} for h in online.read_history(work)]
     L = online.OnlineLayout(work)
-    artifacts = [L.interactions, L.clean, L.feedback, L.train, L.val, L.test, L.gate]
+    artifacts = [L.interactions, L.clean, L.normalized, L.train, L.val, L.test, L.gate]
     return {
         "files": {k: (f.offset, f.lines) for k, f in state.files.items()},
         "rounds": (state.round, state.completed),

@@ -13,7 +13,7 @@ from lfft.data.records import feedback_event, interaction, to_table
 from lfft.data.rejects import count_reasons
 from lfft.errors import ConfigError
 from lfft.io import read_meta, read_table, rejects_path, write_table
-from lfft.schemas import CLEAN, FEEDBACK, make_metadata
+from lfft.schemas import CLEAN, NORMALIZED, make_metadata
 
 T1 = datetime(2024, 1, 1, tzinfo=UTC)
 T2 = datetime(2024, 1, 2, tzinfo=UTC)
@@ -251,7 +251,7 @@ def test_runner_partitions_by_group_and_matches_the_pure_core(tmp_path):
     assert got == expected
     assert read_meta(out)["counts"]["rows"] == len(rows)
     assert read_table(rejects_path(out)).num_rows == 0
-    assert read_table(out, schema=FEEDBACK).num_rows == len(rows)
+    assert read_table(out, schema=NORMALIZED).num_rows == len(rows)
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "clean.parquet",
         "feedback.parquet",

@@ -57,10 +57,10 @@ def test_packed_outputs_equal_the_padded_batch(lm_head, model_parts, model_split
 
 
 def test_packed_dpo_pair_losses_equal_the_padded_batch(model_parts, model_splits):
-    from lfft.model.objectives import LossSettings, build, lm_loss
+    from lfft.model.objectives import LossSettings, lm_loss, train_set
 
     model, tok, head = model_parts
-    data = build(tok, read_rows(model_splits / "train.parquet"), "dpo", 128, 8)
+    data = train_set(tok, read_rows(model_splits / "train.parquet"), "dpo", 128, 8)
     exs = data.examples[:8]  # 4 pairs (chosen, rejected)
     settings = LossSettings("dpo", "none", 0.0)
     with torch.no_grad():

@@ -150,14 +150,18 @@ def test_clean_and_normalize_workers_give_the_same_output(tmp_path, logs):
     ids=["in-memory", "serialized-when-full", "serialized-from-the-start", "spilled-each-time"],
 )
 def test_partition_store_gives_each_session_its_records_in_order(tmp_path, budget, serialize):
+    from lfft.data.events import Message
     from lfft.data.partition import PartitionStore, partition_of
 
-    records = [(0, f"s{i % 7}", 0, i) for i in range(300)]
+    records = [
+        Message(f"s{i % 7}", 0, i, None, f"m{i}", None, "user", "hi", None, None, None)
+        for i in range(300)
+    ]
     store = PartitionStore(4, tmp_path, budget, serialize=serialize)
-    for start in range(0, 300, 25):  # blocks of input, sorted into partition buckets
-        buckets: list[list[tuple]] = [[] for _ in range(4)]
+    for start in range(0, 300, 25):  # blocks of input, sorted into partition buckets of runs
+        buckets: list[list[list[Message]]] = [[] for _ in range(4)]
         for rec in records[start : start + 25]:
-            buckets[partition_of(rec[1], 4)].append(rec)
+            buckets[partition_of(rec.session_id, 4)].append([rec])
         store.add(buckets, 25 * 100)
     parts = list(store.partitions())
     assert [sorted(p) for p in parts] == [

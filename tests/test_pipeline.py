@@ -240,7 +240,8 @@ def test_a_stage_run_by_hand_is_recognised_from_its_artifact_metadata(tmp_path):
         console=_quiet(),
     )
     assert results[0].skipped
-    assert json.loads((layout.records / "collect.json").read_text())["stage"] == "collect"
+    record = layout.completion_records / "collect.json"
+    assert json.loads(record.read_text())["stage"] == "collect"
 
 
 def test_a_checkpoint_made_by_hand_is_recognised_from_its_lfft_json(setup):
@@ -373,7 +374,7 @@ def test_pipeline_end_to_end_on_the_samples(tmp_path):
     assert count_rows(work / "interactions.rejects.parquet") == sum(collect["rejects"].values())
     assert collect["rows_out"] == count_rows(L.interactions) > 100
     rows = collect["rows_out"]
-    for stage, out in (("clean", L.clean), ("normalize", L.feedback)):
+    for stage, out in (("clean", L.clean), ("normalize", L.normalized)):
         result = _record(work, stage)
         rejected = count_rows(out.with_suffix(".rejects.parquet"))
         assert result["rows_in"] == rows == result["rows_out"] + rejected, stage

@@ -12,7 +12,7 @@ from lfft.data.records import interaction, to_table
 from lfft.data.split import SPLITS, parse_ratios, split, split_table
 from lfft.errors import ConfigError, NoUsableRows
 from lfft.io import read_meta, read_table, rejects_path, write_table
-from lfft.schemas import FEEDBACK, REJECTS, SPLIT, make_metadata
+from lfft.schemas import NORMALIZED, REJECTS, SPLIT, make_metadata
 
 
 def rows(n: int = 300, sessions: int = 60, users: int = 20, unlabeled_every: int = 5):
@@ -42,7 +42,7 @@ def rows(n: int = 300, sessions: int = 60, users: int = 20, unlabeled_every: int
 
 
 def write_feedback(path: Path, data) -> Path:
-    write_table(path, to_table(data, FEEDBACK), FEEDBACK, make_metadata("normalize"))
+    write_table(path, to_table(data, NORMALIZED), NORMALIZED, make_metadata("normalize"))
     return path
 
 
@@ -63,7 +63,7 @@ def test_parse_ratios():
 @pytest.mark.parametrize("key", ["session_id", "user_id", "group_id"])
 def test_no_key_value_in_two_splits(key):
     data = rows()
-    parts, _ = split_table(to_table(data, FEEDBACK), SplitConfig(key=key))
+    parts, _ = split_table(to_table(data, NORMALIZED), SplitConfig(key=key))
     where = which_split(parts)
     by_key: dict[str, set[str]] = {}
     for r in data:
@@ -75,9 +75,9 @@ def test_no_key_value_in_two_splits(key):
 
 def test_deterministic_independent_of_order_and_seed_reshuffles():
     data = rows()
-    table = to_table(data, FEEDBACK)
+    table = to_table(data, NORMALIZED)
     first = which_split(split_table(table, SplitConfig())[0])
-    reordered = which_split(split_table(to_table(data[::-1], FEEDBACK), SplitConfig())[0])
+    reordered = which_split(split_table(to_table(data[::-1], NORMALIZED), SplitConfig())[0])
     halves = {
         **which_split(split_table(table.slice(0, 150), SplitConfig())[0]),
         **which_split(split_table(table.slice(150), SplitConfig())[0]),
@@ -88,13 +88,13 @@ def test_deterministic_independent_of_order_and_seed_reshuffles():
 
 def test_ratios_are_followed_on_many_keys():
     data = rows(n=4000, sessions=4000)
-    parts, _ = split_table(to_table(data, FEEDBACK), SplitConfig(ratios=(0.6, 0.2, 0.2)))
+    parts, _ = split_table(to_table(data, NORMALIZED), SplitConfig(ratios=(0.6, 0.2, 0.2)))
     shares = [parts[name].num_rows / 4000 for name in SPLITS]
     assert shares == pytest.approx([0.6, 0.2, 0.2], abs=0.03)
 
 
 def test_unlabeled_drop_sends_rows_to_rejects_keep_keeps_them():
-    table = to_table(rows(), FEEDBACK)
+    table = to_table(rows(), NORMALIZED)
     parts, rejects = split_table(table, SplitConfig(unlabeled="drop"))
     assert set(rejects.column("reason").to_pylist()) == {"no_signal"}
     assert rejects.num_rows == 60

@@ -1,7 +1,7 @@
 """collect's two passes over lfft-events files, with bounded memory.
 
-Pass 1 parses every line (:func:`lfft.data.events.parse_line`) and appends its record to a hash
-partition of its session (:mod:`lfft.data.partition`), in memory while the records fit the
+Pass 1 parses every line (:func:`lfft.data.events.parse_line`) and appends its event to a hash
+partition of its session (:mod:`lfft.data.partition`), in memory while the events fit the
 memory budget (``CollectConfig.memory_budget``), else serialized to temporary files; pass 2
 joins one partition at a time (:func:`lfft.data.join.join_session`) and builds Arrow tables
 (:mod:`lfft.data.event_table`). With ``workers`` > 1 both passes run in worker processes, the
@@ -50,7 +50,7 @@ class Counts:
     sessions: int = 0
     feedback: int = 0  # feedback events attached (explicit, behavioral, implicit)
     implicit: int = 0
-    spilled: int = 0  # records that went through temporary partition files
+    spilled: int = 0  # events that went through temporary partition files
     formats: Counter = field(default_factory=Counter)  # files per format
 
 
@@ -65,7 +65,7 @@ class _Plan:
     implicit_rules: str | None
     batch_rows: int
     workers: int
-    budget: int  # bytes of records held in memory (all workers together)
+    budget: int  # bytes of events held in memory (all workers together)
 
 
 @dataclass
@@ -120,9 +120,9 @@ def collect_events(files: list[Path], cfg: CollectConfig, run: StageRun, counts:
 def _inline(
     plan: _Plan, sink: RejectCounter, counts: Counts, progress: ProgressBar
 ) -> Iterator[_Joined]:
-    """Both passes in this process; records stay in memory unless they outgrow the budget.
+    """Both passes in this process; events stay in memory unless they outgrow the budget.
 
-    An input larger than the budget is sure to outgrow it: its records are serialized as they
+    An input larger than the budget is sure to outgrow it: its events are serialized as they
     are read rather than once they fill the budget.
     """
     big = input_bytes([Path(name) for name in plan.names]) > plan.budget
@@ -133,8 +133,8 @@ def _inline(
             progress.advance("read", Path(name).stat().st_size)
         counts.spilled = store.spilled
         implicit = _implicit(plan)
-        for recs in store.partitions():
-            yield _join_partition(recs, plan, implicit)
+        for sessions in store.partitions():
+            yield _join_partition(sessions, plan, implicit)
     finally:
         store.close()
 
@@ -185,37 +185,36 @@ def _pass2(args: tuple[_Plan, list[str]]) -> _Joined:
 def _read_file(fi: int, plan: _Plan, store: PartitionStore, reject: Callable) -> int:
     """Pass 1 over one file: parse each line into the store, or reject it. Returns lines read.
 
-    The hot loop of collect: lines are read in blocks, and each block's records are sorted into
-    partition buckets (``partition_of`` written out) and handed to the store together. Records
+    The hot loop of collect: lines are read in blocks, and each block's events are sorted into
+    partition buckets (``partition_of`` written out) and handed to the store together. Events
     of one session on consecutive lines go in one run: its session is hashed once.
     """
     name = plan.names[fi]
     parse, event_error, crc32, n_parts = ev.parse_line, ev.EventError, zlib.crc32, store.n
-    SID = ev.SID  # noqa: N806 (a local: read for every line)
     n = 0
     for block in iter_line_blocks(Path(name)):
-        buckets: list[list[list[tuple]]] = [[] for _ in range(n_parts)]
+        buckets: list[list[list[ev.Event]]] = [[] for _ in range(n_parts)]
         sid = run = None  # the session of the current run, and the run
         bad = 0
         for line in block:
             n += 1
             try:
-                rec = parse(line, fi, n)
+                event = parse(line, fi, n)
             except event_error as e:
                 reject(name, f"{name}:{n}", e.reason, strip_eol(line), e.detail)
                 bad += 1
                 continue
-            if rec[SID] == sid:
-                run.append(rec)
+            if event.session_id == sid:
+                run.append(event)
             else:
-                sid, run = rec[SID], [rec]
+                sid, run = event.session_id, [event]
                 buckets[crc32(sid.encode("utf-8", "surrogatepass")) % n_parts].append(run)
         store.add(buckets, sum(map(len, block)), len(block) - bad)
     return n
 
 
 def _join_partition(
-    sessions: dict[str, list[tuple]], plan: _Plan, implicit: Implicit | None
+    sessions: dict[str, list[ev.Event]], plan: _Plan, implicit: Implicit | None
 ) -> _Joined:
     """Pass 2 over one partition: join each session (in id order), build Arrow tables."""
     names = plan.names
@@ -223,13 +222,13 @@ def _join_partition(
     builder = EventColumns()
     chunk = min(plan.batch_rows, _ARROW_ROWS)
     for sid in sorted(sessions):
-        session = sessions.pop(sid)  # free each session's records once joined
+        session = sessions.pop(sid)  # free each session's events once joined
         part.sessions += 1
         rows, rejected, used = join_session(sid, session, implicit)
         part.used += used
-        for rec, reason, detail in rejected:
-            name = names[rec[ev.FILE]]
-            part.rejects.append((name, f"{name}:{rec[ev.LINE]}", reason, ev.render(rec), detail))
+        for event, reason, detail in rejected:
+            name = names[event.file]
+            part.rejects.append((name, f"{name}:{event.line}", reason, ev.render(event), detail))
         builder.add(rows)
         if len(builder) >= chunk:
             part.tables.append(builder.table())
@@ -256,8 +255,8 @@ def _rules(path: str | None, stamp: int | None) -> Implicit:
 def _n_partitions(files: list[Path], minimum: int, budget: int) -> int:
     """Enough partitions that one holds at most an eighth of the budget of (uncompressed)
     input, and at most ``_PARTITION_BYTES`` (the eighth of the default budget): a partition's
-    records take about three times its input, and they are loaded while up to half the budget
-    of serialized records waits. At most ``_MAX_PARTITIONS`` (unless ``minimum`` asks more)."""
+    events take about three times its input, and they are loaded while up to half the budget
+    of serialized events waits. At most ``_MAX_PARTITIONS`` (unless ``minimum`` asks more)."""
     per = max(1, min(_PARTITION_BYTES, budget // 8))
     return max(1, minimum, min(_MAX_PARTITIONS, input_bytes(files) // per + 1))
 
@@ -284,7 +283,7 @@ def _file_groups(names: list[str], n_groups: int) -> list[list[int]]:
 
 @contextlib.contextmanager
 def _gc_paused() -> Iterator[None]:
-    """Millions of live record tuples make every cyclic-GC pass crawl; records hold no cycles."""
+    """Millions of live objects make every cyclic-GC pass crawl; events hold no cycles."""
     was = gc.isenabled()
     gc.disable()
     try:

@@ -41,7 +41,7 @@ from lfft.data.runner import Batch, Output, StageRun, check_input
 from lfft.errors import LfftError
 from lfft.io import count_rows, iter_batches, read_table
 from lfft.report import StageResult
-from lfft.schemas import FEEDBACK
+from lfft.schemas import NORMALIZED
 
 STAGE = "export"
 FORMATS = ("trl-sft", "trl-kto", "trl-dpo", "jsonl")
@@ -55,13 +55,13 @@ _NEEDS = {
 
 
 def export(artifact: Path, fmt: str, out: Path) -> StageResult:
-    """Write ``artifact`` (FEEDBACK or SPLIT schema; any lfft artifact for ``jsonl``) as ``fmt``."""
+    """Write ``artifact`` (NORMALIZED or SPLIT schema; any artifact for ``jsonl``) as ``fmt``."""
     if fmt not in FORMATS:
         raise LfftError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
     artifact, out = Path(artifact), Path(out)
     columns = _NEEDS.get(fmt)
     if columns is not None:
-        needed = pa.schema([FEEDBACK.field(name) for name in columns])
+        needed = pa.schema([NORMALIZED.field(name) for name in columns])
         check_input(artifact, needed, f"a feedback file (export {fmt} needs one)")
     outputs = {"out": Output(out)}  # JSON Lines; rows a format cannot use are counted only
     with StageRun(STAGE, None, [artifact], outputs, rejects=None, required=False) as run:

@@ -22,7 +22,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from lfft.io import artifact_files, count_rows, iter_batches, read_meta, read_schema
-from lfft.schemas import ARTIFACTS, FEEDBACK, schema_problems
+from lfft.schemas import ARTIFACTS, NORMALIZED, schema_problems
 
 CELL_CHARS = 60
 COUNTED = ("signal", "source", "reason", "stage", "split", "origin")  # value counts if present
@@ -62,7 +62,7 @@ def inspect(path: Path, rows: int = 5, console: Console | None = None) -> None:
 def artifact_kind(schema: pa.Schema, meta: dict[str, Any]) -> str | None:
     """The artifact kind, from its columns (and its producing stage, for look-alikes)."""
     stage = meta.get("stage")
-    if not schema_problems(schema, FEEDBACK):
+    if not schema_problems(schema, NORMALIZED):
         return "split" if stage == "split" else "feedback"
     for name in ("interactions", "rejects", "metrics", "predictions"):
         if not schema_problems(schema, ARTIFACTS[name]):

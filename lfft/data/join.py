@@ -1,162 +1,173 @@
-"""Join one session of lfft-events records into ``interactions`` rows.
+"""Join the events of one lfft-events session into ``interactions`` rows.
 
-:func:`join_session` takes every record of one session (:mod:`lfft.data.events`), in read
-order, and returns the interactions rows, the records it could not use (with a reason) and how
-many it used, so that ``records == used + rejected`` for every session. ``docs/collect.md``
-tables every reason.
+:func:`join_session` takes every event of one session (:mod:`lfft.data.events`), in read
+order, and returns the rows (:class:`Row`, their feedback lists of :class:`FeedbackEvent`), the
+events it could not use (with a reason) and how many it used, so that
+``events == used + rejected`` for every session. ``docs/collect.md`` tables every reason.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from operator import itemgetter
+from operator import attrgetter
 
-from lfft.data.events import (
-    CONTENT,
-    EID,
-    FILE,
-    FTS,
-    KIND,
-    LINE,
-    MID,
-    MODEL,
-    MSG,
-    MTS,
-    ORIGIN,
-    PARENT,
-    REF,
-    ROLE,
-    SCALE,
-    TEXT,
-    TYPE,
-    USER,
-    VALUE,
-)
+import msgspec
 
-# A row: [interaction_id, session_id, user_id, ts_ms, roles, contents, prompt, response, model,
-# feedback]: the context as a tuple of roles and a tuple of contents (shared by the rows that
-# have the same context), feedback a list of (kind, origin, value, text, ts_ms, ref, scale).
-Row = list
-FEEDBACK_COL = 9  # where a row keeps its feedback list
-Rejected = tuple  # (record, reason, detail)
+from lfft.data.events import Event, Feedback, Message
+
+Rejected = tuple[Event, str, str]  # (event, reason, detail)
 Implicit = Callable[[str, str], "tuple[str, float] | None"]
-_ROOT = ((), (), None)  # the context above a first message: no turns, no user
-_MTS, _FTS = itemgetter(MTS), itemgetter(4)  # a message's timestamp; a row's feedback event's
+# A chain: the turns from a conversation's root down to a message, as a tuple of roles and a
+# tuple of contents (shared by every row below it), and the nearest user id among them.
+Chain = tuple[tuple[str, ...], tuple[str, ...], "str | None"]
+_ROOT: Chain = ((), (), None)  # the context above a first message: no turns, no user
+_TS = attrgetter("ts")
+
+
+class FeedbackEvent(msgspec.Struct, gc=False):
+    """One element of a row's ``feedback`` list (``schemas.FEEDBACK_EVENT``, less the span
+    offsets, which lfft-events never sets)."""
+
+    kind: str
+    origin: str
+    value: float | None
+    text: str | None
+    ts: int | None  # epoch milliseconds
+    ref: str | None  # preference: the interaction id of the response that lost
+    scale: float | None
+
+
+class Row(msgspec.Struct, gc=False):
+    """One ``interactions`` row in the making (``schemas.INTERACTIONS``; ``source`` is
+    ``events`` for every row)."""
+
+    interaction_id: str
+    session_id: str
+    user_id: str | None
+    ts: int | None  # epoch milliseconds
+    roles: tuple[str, ...]  # the context: roles and contents of the turns above the prompt
+    contents: tuple[str, ...]
+    prompt: str
+    response: str
+    model: str | None
+    feedback: list[FeedbackEvent]
 
 
 def join_session(
-    sid: str, recs: list[tuple], implicit: Implicit | None = None
+    sid: str, events: list[Event], implicit: Implicit | None = None
 ) -> tuple[list[Row], list[Rejected], int]:
-    """Every record of session ``sid`` (read order) -> (rows, rejected records, records used).
+    """Every event of session ``sid`` (read order) -> (rows, rejected events, events used).
 
     One row per assistant message whose ancestors all arrived and whose parent is a user
     message; a message is *used* when it is in some row (response, prompt or context, or the
-    user reply an implicit signal came from); a feedback record when it attached to a row.
+    user reply an implicit signal came from); a feedback event when it attached to a row.
     """
     rejected: list[Rejected] = []
-    msgs, feedback, chains = _dedup(recs, rejected)
+    msgs, feedback, chains = _dedup(events, rejected)
     broken = _chains(msgs, chains) if len(chains) < len(msgs) else {}
-    answers = [m for m in msgs.values() if m[ROLE] == "assistant" and m[MID] in chains]
+    answers = [m for m in msgs.values() if m.role == "assistant" and m.message_id in chains]
     if len(answers) > 1:
-        _sort(answers, _MTS, _order)
+        _sort(answers, _message_order)
     used: set[str] = set()
-    rows: list[list] = []
-    row_of: dict[str, list] = {}
+    rows: list[Row] = []
+    row_of: dict[str, Row] = {}
     for m in answers:
-        parent = m[PARENT]
+        parent = m.parent_id
         prompt = msgs.get(parent) if parent is not None else None
-        if prompt is None or prompt[ROLE] != "user":
+        if prompt is None or prompt.role != "user":
             continue
-        above = prompt[PARENT]
+        above = prompt.parent_id
         roles, contents, user = chains[above] if above is not None else _ROOT
-        mid = m[MID]
-        row = [
+        mid = m.message_id
+        row = Row(
             f"{sid}:{mid}",
             sid,
-            m[USER] or prompt[USER] or user,
-            m[MTS],
+            m.user_id or prompt.user_id or user,
+            m.ts,
             roles,
             contents,
-            prompt[CONTENT],
-            m[CONTENT],
-            m[MODEL],
+            prompt.content,
+            m.content,
+            m.model,
             [],
-        ]
+        )
         rows.append(row)
         row_of[mid] = row
         while mid is not None and mid not in used:  # the response and all its ancestors
             used.add(mid)
-            mid = msgs[mid][PARENT]
+            mid = msgs[mid].parent_id
     if implicit is not None and rows:
         _infer(msgs, row_of, implicit, used)
     if len(used) < len(msgs):
         for m in msgs.values():
-            if m[MID] not in used:
+            if m.message_id not in used:
                 rejected.append((m, *_why_unused(m, msgs, broken)))
     n_fb = _attach(sid, feedback, msgs, row_of, rejected) if feedback else 0
     for row in rows:
-        if len(row[FEEDBACK_COL]) > 1:
-            _sort(row[FEEDBACK_COL], _FTS, _fb_order)
+        if len(row.feedback) > 1:
+            _sort(row.feedback, _feedback_order)
     return rows, rejected, len(used) + n_fb
 
 
-def _dedup(recs: list[tuple], rejected: list[Rejected]) -> tuple[dict, list[tuple], dict]:
+def _dedup(
+    events: list[Event], rejected: list[Rejected]
+) -> tuple[dict[str, Message], list[Feedback], dict[str, Chain]]:
     """Drop repeated deliveries: the same event id, or the same content (first one wins).
 
-    Returns the messages by id, the feedback records and the chains (see :func:`_chains`) of
+    Returns the messages by id, the feedback events and the chains (see :func:`_chains`) of
     the messages whose parent came before them (the usual case: no tree to walk).
     """
-    msgs: dict[str, tuple] = {}
-    chains: dict[str, tuple] = {}
-    feedback: list[tuple] = []
+    msgs: dict[str, Message] = {}
+    chains: dict[str, Chain] = {}
+    feedback: list[Feedback] = []
     seen: set = set()  # event ids (str) and content keys of feedback without an id (tuples)
-    for r in recs:
-        eid = r[EID]
-        if r[TYPE] == MSG:
+    for e in events:
+        eid = e.event_id
+        if type(e) is Message:
             if eid is not None:
                 if eid in seen:
-                    rejected.append((r, "duplicate_event", f"event id {eid!r} was seen before"))
+                    rejected.append((e, "duplicate_event", f"event id {eid!r} was seen before"))
                     continue
                 seen.add(eid)
-            old = msgs.setdefault(r[MID], r)
-            if old is r:
-                parent = r[PARENT]
+            mid = e.message_id
+            old = msgs.setdefault(mid, e)
+            if old is e:
+                parent = e.parent_id
                 base = _ROOT if parent is None else chains.get(parent)
                 if base is not None:
                     roles, contents, user = base
-                    chains[r[MID]] = (roles + (r[ROLE],), contents + (r[CONTENT],), r[USER] or user)
+                    chains[mid] = (roles + (e.role,), contents + (e.content,), e.user_id or user)
                 continue
-            if old[MID : USER + 1] == r[MID : USER + 1]:
-                rejected.append((r, "duplicate_event", f"message {r[MID]!r} delivered again"))
+            if old.same_message(e):
+                rejected.append((e, "duplicate_event", f"message {mid!r} delivered again"))
             else:
-                detail = f"message {r[MID]!r} arrived earlier with other fields; the first is kept"
-                rejected.append((r, "conflicting_message", detail))
+                detail = f"message {mid!r} arrived earlier with other fields; the first is kept"
+                rejected.append((e, "conflicting_message", detail))
         else:
-            key = eid if eid is not None else r[MID : SCALE + 1]
+            key = eid if eid is not None else e.content_key()
             if key in seen:
                 what = f"event id {eid!r} was seen before" if eid else "the same feedback again"
-                rejected.append((r, "duplicate_event", what))
+                rejected.append((e, "duplicate_event", what))
                 continue
             seen.add(key)
-            feedback.append(r)
+            feedback.append(e)
     return msgs, feedback, chains
 
 
-def _chains(msgs: dict[str, tuple], chains: dict[str, tuple]) -> dict[str, tuple]:
+def _chains(msgs: dict[str, Message], chains: dict[str, Chain]) -> dict[str, tuple[str, str]]:
     """Complete ``chains`` by walking every other message up to its root, once; returns
     ``broken``.
 
-    ``chains[m]`` is, for a message whose ancestors all arrived, ``(roles, contents, user)`` of
-    the turns from the root down to ``m`` (inclusive) and the nearest ``user_id`` among them;
-    ``broken[m]`` is ``(reason, detail)`` for every other message.
+    ``chains[m]`` is, for a message whose ancestors all arrived, the :data:`Chain` from the root
+    down to ``m`` (inclusive); ``broken[m]`` is ``(reason, detail)`` for every other message.
     """
-    broken: dict[str, tuple] = {}
+    broken: dict[str, tuple[str, str]] = {}
     limit = len(msgs)
-    for start, rec in msgs.items():
+    for start, msg in msgs.items():
         if start in chains or start in broken:
             continue
-        path = [rec]
-        parent = rec[PARENT]
+        path = [msg]
+        parent = msg.parent_id
         while True:
             if parent is None:
                 base = _ROOT
@@ -167,59 +178,67 @@ def _chains(msgs: dict[str, tuple], chains: dict[str, tuple]) -> dict[str, tuple
             bad = broken.get(parent)
             if bad is not None:
                 break
-            prec = msgs.get(parent)
-            if prec is None:
+            above = msgs.get(parent)
+            if above is None:
                 bad = ("missing_parent", f"ancestor {parent!r} never appears in the session")
                 break
             if len(path) > limit:
                 bad = ("parent_cycle", f"message {parent!r} is its own ancestor")
                 break
-            path.append(prec)
-            parent = prec[PARENT]
+            path.append(above)
+            parent = above.parent_id
         if base is None:
             for m in path:
-                broken[m[MID]] = bad
+                broken[m.message_id] = bad
             continue
         roles, contents, user = base
         for m in reversed(path):
-            roles += (m[ROLE],)
-            contents += (m[CONTENT],)
-            user = m[USER] or user
-            chains[m[MID]] = (roles, contents, user)
+            roles += (m.role,)
+            contents += (m.content,)
+            user = m.user_id or user
+            chains[m.message_id] = (roles, contents, user)
     return broken
 
 
-def _infer(msgs: dict[str, tuple], row_of: dict[str, list], implicit: Implicit, used: set[str]):
+def _infer(
+    msgs: dict[str, Message], row_of: dict[str, Row], implicit: Implicit, used: set[str]
+) -> None:
     """Implicit feedback: the user's next message after a response (its user children)."""
     for m in msgs.values():
-        if m[ROLE] != "user":
+        if m.role != "user":
             continue
-        row = row_of.get(m[PARENT])
+        row = row_of.get(m.parent_id)
         if row is None:
             continue
-        signal = implicit(row[6], m[CONTENT])
+        signal = implicit(row.prompt, m.content)
         if signal is not None:
             kind, value = signal
-            row[FEEDBACK_COL].append((kind, "implicit", value, m[CONTENT], m[MTS], None, None))
-            used.add(m[MID])
+            row.feedback.append(FeedbackEvent(kind, "implicit", value, m.content, m.ts, None, None))
+            used.add(m.message_id)
 
 
-def _why_unused(m: tuple, msgs: dict[str, tuple], broken: dict) -> tuple[str, str]:
-    bad = broken.get(m[MID])
+def _why_unused(m: Message, msgs: dict[str, Message], broken: dict) -> tuple[str, str]:
+    bad = broken.get(m.message_id)
     if bad is not None:
         return bad
-    if m[ROLE] == "assistant":
-        parent = msgs.get(m[PARENT]) if m[PARENT] is not None else None
-        what = "has no parent" if parent is None else f"answers a {parent[ROLE]} message"
-        return "parent_not_user", f"assistant message {m[MID]!r} {what}, not a user message"
-    return "no_response", f"no assistant message answers {m[ROLE]} message {m[MID]!r}"
+    if m.role == "assistant":
+        parent = msgs.get(m.parent_id) if m.parent_id is not None else None
+        what = "has no parent" if parent is None else f"answers a {parent.role} message"
+        return "parent_not_user", f"assistant message {m.message_id!r} {what}, not a user message"
+    return "no_response", f"no assistant message answers {m.role} message {m.message_id!r}"
 
 
-def _attach(sid: str, feedback: list[tuple], msgs, row_of, rejected: list[Rejected]) -> int:
-    """Attach feedback/action records to their rows; returns how many attached."""
+def _attach(
+    sid: str,
+    feedback: list[Feedback],
+    msgs: dict[str, Message],
+    row_of: dict[str, Row],
+    rejected: list[Rejected],
+) -> int:
+    """Attach feedback/action events to their rows; returns how many attached."""
     n = 0
     for f in feedback:
-        mid, ref = f[MID], f[REF]
+        mid, ref = f.message_id, f.ref
         row = row_of.get(mid)
         if row is None or ref is not None:  # else the common case: a response in a row
             target = msgs.get(mid)
@@ -230,45 +249,45 @@ def _attach(sid: str, feedback: list[tuple], msgs, row_of, rejected: list[Reject
             if problem is not None:
                 rejected.append((f, *problem))
                 continue
-        row[FEEDBACK_COL].append((f[KIND], f[ORIGIN], f[VALUE], f[TEXT], f[FTS], ref, f[SCALE]))
+        row.feedback.append(FeedbackEvent(f.kind, f.origin, f.value, f.text, f.ts, ref, f.scale))
         n += 1
     return n
 
 
-def _target_problem(mid: str, target: tuple | None, row_of: dict) -> tuple[str, str] | None:
+def _target_problem(mid: str, target: Message | None, row_of: dict) -> tuple[str, str] | None:
     if target is None:
         return "orphan_feedback", f"message {mid!r} never appears in the session"
-    if target[ROLE] != "assistant":
-        return "bad_target", f"message {mid!r} is a {target[ROLE]} message, not a response"
+    if target.role != "assistant":
+        return "bad_target", f"message {mid!r} is a {target.role} message, not a response"
     if mid not in row_of:
         return "target_rejected", f"message {mid!r} was rejected, so is its feedback"
     return None
 
 
-def _preference_problem(f: tuple, chosen: tuple, other: tuple | None, row_of: dict):
-    ref = f[REF]
+def _preference_problem(f: Feedback, chosen: Message, other: Message | None, row_of: dict):
+    ref = f.ref
     if other is None:
         return "orphan_feedback", f"preferred over {ref!r}, which never appears in the session"
-    if ref == f[MID] or other[ROLE] != "assistant" or other[PARENT] != chosen[PARENT]:
-        return "bad_target", f"{ref!r} is not a regenerated sibling of {f[MID]!r}"
+    if ref == f.message_id or other.role != "assistant" or other.parent_id != chosen.parent_id:
+        return "bad_target", f"{ref!r} is not a regenerated sibling of {f.message_id!r}"
     if ref not in row_of:
         return "target_rejected", f"sibling {ref!r} was rejected"
     return None
 
 
-def _sort(items: list[tuple], by_ts: Callable, key: Callable) -> None:
+def _sort(items: list, key: Callable) -> None:
     """Sort ``items`` (in read order) by ``key``: timestamp, missing ones last, then read order.
 
     A stable sort by the timestamp alone gives that order when every item has one (the usual
     case), with a key function in C.
     """
-    items.sort(key=key if None in map(by_ts, items) else by_ts)
+    items.sort(key=key if None in map(_TS, items) else _TS)
 
 
-def _order(m: tuple) -> tuple:
-    ts = m[MTS]
-    return (ts is None, ts or 0, m[FILE], m[LINE])
+def _message_order(m: Message) -> tuple:
+    ts = m.ts
+    return (ts is None, ts or 0, m.file, m.line)
 
 
-def _fb_order(f: tuple) -> tuple:
-    return (f[4] is None, f[4] or 0)
+def _feedback_order(f: FeedbackEvent) -> tuple:
+    return (f.ts is None, f.ts or 0)

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Iterator
-from hashlib import blake2b
 from pathlib import Path
 from typing import Any
 
@@ -41,9 +40,10 @@ from lfft.data.runner import Batch, Output, StageRun, check_input
 from lfft.data.spill import HashPartitions
 from lfft.data.text import context_strings, join_columns
 from lfft.errors import ConfigError
+from lfft.hashing import hex64, stable_hashes
 from lfft.io import count_rows, iter_batches, read_table
 from lfft.report import StageResult
-from lfft.schemas import CLEAN, FEEDBACK, TOKEN_SPAN, conform
+from lfft.schemas import CLEAN, NORMALIZED, TOKEN_SPAN, conform
 
 STAGE = "normalize"
 CONFLICT_POLICIES = ("latest", "mean")
@@ -54,20 +54,13 @@ PAIRWISE = SIGNAL_OF_KIND["preference"]
 
 def group_ids(table: pa.Table) -> list[str]:
     """``group_id`` per row: a hash of context and prompt (16 hex characters)."""
-    return [f"{h:016x}" for h in group_hashes(table).tolist()]
+    return hex64(group_hashes(table))
 
 
 def group_hashes(table: pa.Table) -> np.ndarray:
-    """The ``group_id`` of every row as a uint64 (the 8-byte blake2b digest, big-endian)."""
+    """The stable hash of every row's group (its context and prompt), as a uint64."""
     keys = join_columns(context_strings(table.column("context")), table.column("prompt"))
-    return np.fromiter(
-        (
-            int.from_bytes(blake2b(k.encode("utf-8"), digest_size=8).digest(), "big")
-            for k in keys.to_pylist()
-        ),
-        dtype=np.uint64,
-        count=table.num_rows,
-    )
+    return stable_hashes(keys.to_pylist(), table.num_rows)
 
 
 def normalize_table(table: pa.Table, cfg: NormalizeConfig) -> tuple[pa.Table, pa.Table]:
@@ -106,7 +99,7 @@ def normalize_table(table: pa.Table, cfg: NormalizeConfig) -> tuple[pa.Table, pa
     return _assemble(table, groups, active, results, cfg), _notes(table, ignored)
 
 
-def records(events: pa.StructArray) -> list[dict[str, Any]]:
+def event_dicts(events: pa.StructArray) -> list[dict[str, Any]]:
     """Feedback events as dicts, with ``ts`` as epoch milliseconds (10x faster than datetimes;
     only their order matters here)."""
     names = [f.name for f in events.type]
@@ -118,8 +111,8 @@ def records(events: pa.StructArray) -> list[dict[str, Any]]:
 
 
 def event_lists(feedback: pa.ListArray) -> list[list[dict[str, Any]]]:
-    """Each row's feedback list as dicts (see :func:`records`)."""
-    flat = records(feedback.flatten())
+    """Each row's feedback list as dicts (see :func:`event_dicts`)."""
+    flat = event_dicts(feedback.flatten())
     offsets = pc.subtract(feedback.offsets, feedback.offsets[0]).to_pylist()
     return [flat[i:j] for i, j in zip(offsets[:-1], offsets[1:], strict=True)]
 
@@ -146,7 +139,7 @@ def normalize(input: Path, out: Path, cfg: NormalizeConfig) -> StageResult:
     check_config(cfg)
     signals: Counter = Counter()
     labels: Counter = Counter()
-    outputs = {"feedback": Output(out, FEEDBACK, cfg.part_rows)}
+    outputs = {"feedback": Output(out, NORMALIZED, cfg.part_rows)}
     with StageRun(STAGE, cfg, [input], outputs, rejects=out) as run:
         tables = ((t, cfg) for t in _group_tables(input, cfg, run.tmp))
         workers = resolve_workers(cfg.workers, count_rows(input), PARALLEL_ROWS)
@@ -202,11 +195,14 @@ def _group_tables(input: Path, cfg: NormalizeConfig, tmp: Path) -> Iterator[pa.T
     batches = iter_batches(input, batch_rows=cfg.batch_rows, schema=CLEAN)
     for batch, group in zip(batches, hashes, strict=True):
         table = conform(batch, CLEAN)
-        table = table.append_column("group_id", pa.array([f"{h:016x}" for h in group.tolist()]))
+        table = table.append_column("group_id", pa.array(hex64(group)))
         together = np.isin(group, pref)
         if together.any():
             keep = table.filter(pa.array(together))
-            parts.write(keep.append_column(_GROUP_HASH, pa.array(group[together])))
+            # partitioned by the group_id read as a hex number (the hash byte-swapped): the
+            # partitions, hence the output order, of the code before stable_hash64
+            number = group[together].byteswap()
+            parts.write(keep.append_column(_GROUP_HASH, pa.array(number)))
             table = table.filter(pa.array(~together))
         if table.num_rows:
             yield table
@@ -233,7 +229,7 @@ def _preference_marks(
     if not pc.any(is_pref).as_py():
         return {}
     rows = pc.list_parent_indices(feedback).filter(is_pref).to_pylist()
-    events = records(flat.filter(is_pref))
+    events = event_dicts(flat.filter(is_pref))
     ids = table.column("interaction_id").to_pylist()
     sessions = table.column("session_id").to_pylist()
     refs = {e["ref"] for e in events if e.get("ref") is not None}
@@ -309,7 +305,7 @@ def _assemble(
     }
     for name, column in columns.items():
         table = table.append_column(name, column)
-    return table.cast(FEEDBACK)
+    return table.cast(NORMALIZED)
 
 
 def _notes(table: pa.Table, ignored: list[tuple[int, str]]) -> pa.Table:

@@ -1,4 +1,7 @@
-"""Building ``interactions`` rows: shared by the lfft-events reader and every format reader."""
+"""What a format reader makes of one input *record* (a JSON object, a CSV or Parquet row):
+``interactions`` rows as dicts (:func:`interaction`, :func:`feedback_event`), handed back as
+:class:`Parsed`, or a :class:`Reject`. lfft-events lines are parsed into typed events instead
+(:mod:`lfft.data.events`), which share :func:`parse_ts`."""
 
 from __future__ import annotations
 

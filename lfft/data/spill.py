@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from hashlib import blake2b
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from lfft.hashing import stable_hashes
 
 
 class Spill:
@@ -87,12 +88,6 @@ class HashPartitions:
 
 
 def hash64(values: list[str | None]) -> np.ndarray:
-    """Stable 64-bit hashes of strings (blake2b; the same on every machine and version)."""
-    return np.fromiter(
-        (
-            int.from_bytes(blake2b((v or "").encode("utf-8"), digest_size=8).digest(), "little")
-            for v in values
-        ),
-        dtype=np.uint64,
-        count=len(values),
-    )
+    """:func:`lfft.hashing.stable_hash64` of each string (None as ``""``), as uint64s: the
+    partition keys of group-wise work."""
+    return stable_hashes((v or "" for v in values), len(values))

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from hashlib import blake2b
 from pathlib import Path
 
 import numpy as np
@@ -31,9 +30,10 @@ from lfft.config import SplitConfig
 from lfft.data.rejects import reject_table
 from lfft.data.runner import Output, StageRun, check_input
 from lfft.errors import ConfigError
+from lfft.hashing import stable_hashes
 from lfft.io import iter_batches
 from lfft.report import StageResult
-from lfft.schemas import FEEDBACK, SPLIT, conform
+from lfft.schemas import NORMALIZED, SPLIT, conform
 
 STAGE = "split"
 SPLITS = ("train", "val", "test")
@@ -73,13 +73,8 @@ def check_config(cfg: SplitConfig) -> None:
 def assign(keys: pa.Array | pa.ChunkedArray, seed: int, ratios: tuple[float, ...]) -> np.ndarray:
     """Split index (0 train, 1 val, 2 test) per key value; each distinct value is hashed once."""
     unique = pc.unique(keys)
-    values = np.array(
-        [
-            int.from_bytes(blake2b(f"{seed}\x1f{k}".encode(), digest_size=8).digest(), "little")
-            for k in unique.to_pylist()
-        ],
-        dtype=np.float64,
-    ) / float(2**64)
+    hashes = stable_hashes((f"{seed}\x1f{k}" for k in unique.to_pylist()), len(unique))
+    values = hashes.astype(np.float64) / float(2**64)
     bounds = np.cumsum(ratios)[:2]
     split_of_unique = np.searchsorted(bounds, values, side="right")
     return split_of_unique[pc.index_in(keys, value_set=unique).to_numpy(zero_copy_only=False)]
@@ -99,7 +94,7 @@ def split_table(
 ) -> tuple[dict[str, pa.Table], pa.Table]:
     """Split an in-memory ``feedback`` table: ``({train, val, test}: rows, rejects)``."""
     check_config(cfg)
-    table = conform(table, FEEDBACK)
+    table = conform(table, NORMALIZED)
     drop = np.zeros(table.num_rows, dtype=bool)
     if cfg.unlabeled == "drop":
         drop = pc.equal(table.column("signal"), "none").to_numpy(zero_copy_only=False)
@@ -119,7 +114,7 @@ def split_table(
 def split(input: Path, out_dir: Path, cfg: SplitConfig) -> StageResult:
     """Run the split stage on a ``feedback`` artifact (file or folder)."""
     input, out_dir = Path(input), Path(out_dir)
-    check_input(input, FEEDBACK, "a feedback artifact")
+    check_input(input, NORMALIZED, "a feedback artifact")
     check_config(cfg)
     outputs = {
         name: Output(out_dir / f"{name}.parquet", SPLIT, cfg.part_rows, {"split": name})
@@ -129,7 +124,7 @@ def split(input: Path, out_dir: Path, cfg: SplitConfig) -> StageResult:
     pair_groups: dict[str, int] = {}  # group_id of pairwise rows -> bit mask of its splits
     hint = "; try --unlabeled keep"
     with StageRun(STAGE, cfg, [input], outputs, rejects=out_dir, hint=hint) as run:
-        batches = iter_batches(input, batch_rows=cfg.batch_rows, schema=FEEDBACK)
+        batches = iter_batches(input, batch_rows=cfg.batch_rows, schema=NORMALIZED)
         jobs = ((pa.Table.from_batches([b]), cfg, str(input)) for b in batches)
         for batch in run.map(split_table, jobs):
             for i, (name, part) in enumerate(batch.rows.items()):

@@ -105,7 +105,7 @@ def encode(
     max_length: int,
     use_target: bool = False,
 ) -> list[Example]:
-    """Tokenize rows (FEEDBACK/SPLIT dicts) into examples; ``row`` indexes ``rows``.
+    """Tokenize rows (NORMALIZED/SPLIT dicts) into examples; ``row`` indexes ``rows``.
 
     Too long: the prompt loses tokens from its start (down to half of ``max_length``), then the
     response from its end. Rows left with no response token are dropped.

@@ -352,19 +352,21 @@ def set_rng_state(state: dict[str, torch.Tensor]) -> None:
         torch.cuda.set_rng_state_all(cuda[: torch.cuda.device_count()])
 
 
-def write_state(folder: Path, tensors: dict[str, Any], progress: dict[str, Any]) -> None:
+def write_state(folder: Path, tensors: dict[str, Any], train_state: dict[str, Any]) -> None:
+    """The training state of a step checkpoint: tensors (optimizer, scheduler, RNG) and the
+    ``TrainState`` as JSON."""
     import torch
 
     torch.save(tensors, folder / STATE_PT)
-    (folder / STATE_JSON).write_text(json.dumps(progress, indent=1, default=str) + "\n")
+    (folder / STATE_JSON).write_text(json.dumps(train_state, indent=1, default=str) + "\n")
 
 
 def read_state(folder: Path, device="cpu") -> tuple[dict[str, Any], dict[str, Any]]:
     import torch
 
     tensors = torch.load(folder / STATE_PT, map_location=device, weights_only=True)
-    progress = json.loads((folder / STATE_JSON).read_text(encoding="utf-8"))
-    return tensors, progress
+    train_state = json.loads((folder / STATE_JSON).read_text(encoding="utf-8"))
+    return tensors, train_state
 
 
 def step_dirs(out: str | Path, complete: bool = True) -> list[Path]:

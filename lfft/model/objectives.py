@@ -65,7 +65,7 @@ class TrainSet:
     counts: dict[str, int] = field(default_factory=dict)
 
 
-def build(
+def train_set(
     tokenizer,
     rows: Sequence[Mapping[str, Any]],
     objective: str,

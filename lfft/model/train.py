@@ -295,10 +295,10 @@ def _save(
         }
         if scaler is not None:
             tensors["scaler"] = scaler.state_dict()
-        progress = state.to_json()
+        train_state = state.to_json()
 
         def extra(folder: Path) -> None:
-            checkpoint.write_state(folder, tensors, progress)
+            checkpoint.write_state(folder, tensors, train_state)
 
     parts = checkpoint.trained_parts(model, writes)
     if parts is None:
@@ -325,7 +325,7 @@ def _backward(loss: torch.Tensor, scaler) -> None:
 
 def _examples(tokenizer, path: Path, cfg: TrainConfig, max_length: int) -> TrainSet:
     rows = read_rows(path)
-    return objectives.build(tokenizer, rows, cfg.objective, max_length, cfg.max_pairs_per_group)
+    return objectives.train_set(tokenizer, rows, cfg.objective, max_length, cfg.max_pairs_per_group)
 
 
 def _complete(out: Path, run_id: str) -> bool:
