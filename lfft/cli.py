@@ -188,6 +188,36 @@ def _evaluate(
     _show(run(model, data, out, cfg, baseline=baseline), quiet)
 
 
+@command("explain")
+def _explain(
+    cfg,
+    model: Annotated[Path, _path("--model", "-m", help="Checkpoint to explain.")],
+    data: Annotated[Path | None, _path("--data", "-d", help="Rows to explain (split).")] = None,
+    out: Annotated[
+        Path | None, _path("--out", "-o", help="HTML page to write.", metavar="FILE")
+    ] = None,
+    baseline: Annotated[
+        Path | None, _path("--baseline", help="Checkpoint to compare log-probs with.")
+    ] = None,
+    prompt: Annotated[str | None, typer.Option(help="One prompt (with --response).")] = None,
+    response: Annotated[str | None, typer.Option(help="Its response, shown here.")] = None,
+    quiet: Quiet = False,
+) -> None:
+    """Per-token feedback-head scores, user marks and log-prob changes: a page or one pair."""
+    from lfft import explain as ex
+
+    if prompt is not None or response is not None:
+        if prompt is None or response is None or data is not None:
+            raise UsageError("one pair needs --prompt and --response (and no --data)")
+        from lfft.explain.terminal import show
+
+        show(ex.explain_pair(model, prompt, response, cfg, baseline))
+        return
+    if data is None or out is None:
+        raise UsageError("give --data and --out (a page), or --prompt and --response (one pair)")
+    _show(ex.explain(model, data, out, cfg, baseline=baseline), quiet)
+
+
 # --- orchestration ---------------------------------------------------------------------------
 
 

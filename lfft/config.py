@@ -234,6 +234,14 @@ class EvaluateConfig:
     seed: int = opt(0, "Seed of sampling.")
 
 
+@dataclass(frozen=True)
+class ExplainConfig:
+    limit: int | None = opt(None, "Explain the first N rows only.", ge=1)
+    max_length: int = opt(512, "Longer rows are cut as in training.", ge=1)
+    batch_size: int = opt(16, "Rows per forward batch.", ge=1)
+    device: str = opt("auto", "auto|cpu|cuda[:N]")
+
+
 # --- orchestration ---------------------------------------------------------------------------
 
 
@@ -270,6 +278,7 @@ STAGE_CONFIGS: dict[str, type] = {
     "evaluate": EvaluateConfig,
     "pipeline": PipelineConfig,
     "online": OnlineConfig,
+    "explain": ExplainConfig,
 }
 
 
