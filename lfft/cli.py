@@ -174,7 +174,9 @@ def _train(
 @command("evaluate")
 def _evaluate(
     cfg,
-    model: Annotated[Path, _path("--model", "-m", help="Checkpoint to evaluate.")],
+    model: Annotated[
+        list[Path], _path("--model", "-m", help="Checkpoint to evaluate (repeat to compare).")
+    ],
     data: Annotated[Path, _path("--data", "-d", help="Test split.")],
     out: OutDir,
     baseline: Annotated[
@@ -185,7 +187,13 @@ def _evaluate(
     """Score a checkpoint: NLL, feedback-head quality, preferences, generations."""
     from lfft.model.evaluate import evaluate as run
 
-    _show(run(model, data, out, cfg, baseline=baseline), quiet)
+    if len(model) > 1:  # each into OUT/NAME/, compared in OUT/report.html
+        from lfft.report_html.evaluate import evaluate_many
+
+        for result in evaluate_many(model, data, out, cfg, baseline):
+            _show(result, quiet)
+        return
+    _show(run(model[0], data, out, cfg, baseline=baseline), quiet)
 
 
 @command("explain")

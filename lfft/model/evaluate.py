@@ -36,6 +36,7 @@ from lfft.model.forward import forward_batch
 from lfft.model.generate import generate_texts
 from lfft.model.losses import sequence_logps
 from lfft.report import StageResult
+from lfft.report_html.evaluate import write_report
 from lfft.schemas import PREDICTIONS, SPLIT, make_metadata
 
 BCE_SIGNALS = ("binary", "pairwise")  # the rows whose head is trained with BCE on the label
@@ -285,6 +286,7 @@ def evaluate(
     with ArtifactWriter(outputs["predictions"], PREDICTIONS, meta) as w:
         w.write(_predictions(rows, scores, gen))
     write_json_atomic(outputs["metrics"], _json_safe(summary))
+    outputs["report"] = write_report(out_dir / "report.html", [out_dir])
     png = plots.calibration(
         summary["feedback"]["binary"]["reliability"], out_dir / "calibration.png"
     )
