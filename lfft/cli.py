@@ -278,6 +278,24 @@ def _online(
     run_online(logs, work, cfg, once=once, config_path=tables)
 
 
+@command("serve")
+def _serve(
+    cfg,
+    logs: Annotated[Path, _path("--logs", help="Folder the lfft-events log files go to.")],
+    model: Annotated[
+        Path | None, _path("--model", "-m", help="Checkpoint, e.g. WORK/current (reloaded).")
+    ] = None,
+    upstream: Annotated[
+        str | None,
+        typer.Option(help="Forward to this OpenAI-compatible .../v1 URL.", metavar="URL"),
+    ] = None,
+) -> None:
+    """OpenAI-compatible chat server + page; logs every turn and feedback as lfft-events."""
+    from lfft.serve.server import serve
+
+    serve(cfg, logs, model, upstream)
+
+
 def _version(value: bool) -> None:
     if value:
         typer.echo(f"lfft {__version__}")
