@@ -61,7 +61,7 @@ def fg(tmp_path_factory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="module")
-def page(fg) -> Path:
+def explain_page(fg) -> Path:
     out = fg["dir"] / "explain.html"
     result = explain(fg["final"], fg["rows"], out, CPU, baseline=fg["init"])
     assert result.rows_in == result.rows_out + sum(result.rejects.values())
@@ -124,9 +124,9 @@ def test_baseline_delta_is_the_logprob_change(fg):
     assert all(abs(d) < 1e-4 for x in same for d in x.delta)
 
 
-def test_page_and_metrics_json_agree(page):
-    html = page.read_text()
-    metrics = json.loads(metrics_path(page).read_text())
+def test_page_and_metrics_json_agree(explain_page):
+    html = explain_page.read_text()
+    metrics = json.loads(metrics_path(explain_page).read_text())
     shown = re.search(r'<b id="f1">([^<]+)</b>', html).group(1)
     assert shown == f"{metrics['token']['f1_modify']:.3f}"
     assert metrics["rows_marked"] == sum(r["marked_tokens"] > 0 for r in metrics["per_row"]) == 8

@@ -4,6 +4,7 @@ by the change in log-probability. Sortable by score and token F1; all data text 
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -30,43 +31,62 @@ DELTA_LEGEND = (
 )
 
 
-# Colours by class (ten shades of red, five of green and orange), so that a token costs a short
-# tag: a 500-row page stays a few MB and renders in well under a second.
+# Colours by class (ten shades of red, five of green and orange).
 STYLE = (
     "".join(f".r{i}{{background:rgba(214,39,40,{i * 0.08:.2f})}}" for i in range(11))
     + "".join(f".g{i}{{background:rgba(44,160,44,{i * 0.14:.2f})}}" for i in range(6))
     + "".join(f".o{i}{{background:rgba(255,127,14,{i * 0.14:.2f})}}" for i in range(6))
 )
-EOS = "&#9166;"  # eos shown as a return symbol
+# The tokens of a row are drawn when the row scrolls into view, from the JSON block (text set
+# with textContent, never parsed as HTML): a 500-row page has a few thousand elements at load
+# instead of a quarter million spans, and loads in well under a second. Without script the
+# plain response text is shown.
+TOKENS_JS = """
+var D=JSON.parse(document.getElementById('tokens').textContent);
+function line(x,k){var div=document.createElement('div');div.className='tok resp';
+ x.t.forEach(function(piece,i){var s=document.createElement('span'),m=x.m[i];
+  if(k==='d'){var d=x.d[i];s.className=(d>0?'g':'o')+Math.min(5,Math.round(Math.abs(d)*2.5));
+   s.title='d'+d.toFixed(2);}
+  else{s.className='r'+Math.round(m*10)+(x.u[i]===0?' m':'');
+   s.title=m.toFixed(2)+(x.u[i]>=0?(x.u[i]===1?' user:keep':' user:modify'):'')+
+    (x.d?' d'+x.d[i].toFixed(2):'');}
+  s.textContent=piece||'\u23ce';div.appendChild(s);});
+ if(k!=='d'&&x.cut){var c=document.createElement('i');c.textContent=' [cut at --max-length]';
+  div.appendChild(c);}
+ return div;}
+function draw(cell){var x=D[+cell.dataset.i],t=cell.querySelector('.plain');
+ t.replaceWith(line(x,'m'));if(x.d)cell.appendChild(line(x,'d'));}
+var io=new IntersectionObserver(function(es){es.forEach(function(e){
+ if(e.isIntersecting){io.unobserve(e.target);draw(e.target);}});},{rootMargin:'600px'});
+document.querySelectorAll('td.cell').forEach(function(c){io.observe(c);});
+"""
 
 
-def _token(piece: str, p_keep: float, label: float, delta: float | None) -> str:
-    modify = 1.0 - p_keep if math.isfinite(p_keep) else 0.0
-    tip = f"{modify:.2f}"
-    if label >= 0:
-        tip += " user:" + ("keep" if label == 1 else "modify")
-    if delta is not None:
-        tip += f" d{delta:+.2f}"
-    cls = f"r{round(modify * 10)}" + (" m" if label == 0 else "")
-    return f'<span class="{cls}" title="{tip}">{esc(piece) if piece else EOS}</span>'
-
-
-def _delta_token(piece: str, delta: float) -> str:
-    level = min(5, round(abs(delta) * 2.5))  # |dlogp| of 2 nats: full colour
-    cls = ("g" if delta > 0 else "o") + str(level)
-    return f'<span class="{cls}">{esc(piece) if piece else EOS}</span>'
-
-
-def _response(x: Explanation) -> str:
-    deltas: Sequence[float | None] = x.delta if x.delta is not None else [None] * len(x.tokens)
-    head = "".join(map(_token, x.tokens, x.p_keep, x.labels, deltas))
-    if x.cut:
-        head += " <i>[cut at --max-length]</i>"
-    out = f'<div class="prompt">{esc(x.prompt)}</div><div class="tok resp">{head}</div>'
+def _data(x: Explanation) -> dict[str, Any]:
+    """One row's tokens for the script: pieces, P(modify), user marks, log-prob changes."""
+    out: dict[str, Any] = {
+        "t": x.tokens,
+        "m": [round(1.0 - p, 3) if math.isfinite(p) else 0.0 for p in x.p_keep],
+        "u": [int(v) for v in x.labels],
+        "cut": x.cut,
+    }
     if x.delta is not None:
-        line = "".join(map(_delta_token, x.tokens, x.delta))
-        out += f'<div class="tok resp" style="margin-top:.3em">{line}</div>'
+        out["d"] = [round(d, 3) for d in x.delta]
     return out
+
+
+def json_block(element_id: str, data: Any) -> str:
+    """Data for a script, safe inside HTML: ``<``, ``>`` and ``&`` as JSON escapes."""
+    text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    text = text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    return f'<script type="application/json" id="{element_id}">{text}</script>'
+
+
+def _response(i: int, x: Explanation) -> str:
+    return (
+        f'<td class="cell" data-i="{i}"><div class="prompt">{esc(x.prompt)}</div>'
+        f'<div class="tok resp plain">{esc(x.response)}</div></td>'
+    )
 
 
 def render(explained: Sequence[Explanation], metrics: Mapping[str, Any], title: str) -> str:
@@ -82,7 +102,7 @@ def render(explained: Sequence[Explanation], metrics: Mapping[str, Any], title: 
         if baseline:
             mean = sum(x.delta) / len(x.delta) if x.delta else math.nan
             cells.append(num_cell(mean))
-        cells.append(f"<td>{_response(x)}</td>")
+        cells.append(_response(i, x))
         rows.append(cells)
     tok = metrics["token"]
     summary = (
@@ -98,5 +118,6 @@ def render(explained: Sequence[Explanation], metrics: Mapping[str, Any], title: 
         + LEGEND.format(extra=DELTA_LEGEND if baseline else "")
         + '<h2 id="rows">Rows</h2>'
         + table(head, rows, sort=sort, cls="rows")
+        + json_block("tokens", [_data(x) for x in explained])
     )
-    return page(title, body, style=STYLE)
+    return page(title, body, script=TOKENS_JS, style=STYLE)

@@ -46,9 +46,10 @@ def fmt(x: float | None, digits: int = 3) -> str:
 
 
 def num_cell(x: float | None, digits: int = 3) -> str:
-    """A table cell sortable by its number (``data-v``; n/a sorts last)."""
+    """A table cell sortable by its number (``data-v``; n/a sorts last); an int shown as one."""
     v = "NaN" if x is None or not math.isfinite(x) else repr(float(x))
-    return f'<td class="num" data-v="{v}">{fmt(x, digits)}</td>'
+    text = str(x) if isinstance(x, int) else fmt(x, digits)
+    return f'<td class="num" data-v="{v}">{text}</td>'
 
 
 def table(

@@ -136,7 +136,7 @@ def _preference(runs: Sequence[Run]) -> str:
     }
     pairs = ", ".join(f"{esc(r.name)}: {int(r.metric(('preference', 'pairs')) or 0)}" for r in runs)
     return (
-        svg.bars(["log-prob", "head"], series, "preference accuracy")
+        svg.bars(["log-prob", "head"], series, "preference accuracy", unit=True)
         + f"<p>Pairs of rows in a group with different scores ({pairs}); ties count 1/2.</p>"
     )
 
@@ -176,7 +176,7 @@ def render(runs: Sequence[Run], title: str = "lfft evaluation report") -> str:
     if len(runs) > 1:
         paths = [dict(METRICS)[label] for label in COMPARED.values()]
         series = {r.name: [r.metric(path) for path in paths] for r in runs}
-        chart = svg.bars(list(COMPARED), series, "headline metrics")
+        chart = svg.bars(list(COMPARED), series, "headline metrics", unit=True)
         legend = ", ".join(f"{esc(k)}: {esc(v)}" for k, v in COMPARED.items())
         sections.append(("comparison", "Checkpoints compared", f"{chart}<p>{legend}</p>"))
     body = "".join(

@@ -146,11 +146,15 @@ def histogram(
 
 
 def bars(
-    categories: Sequence[str], series: Mapping[str, Sequence[float | None]], title: str
+    categories: Sequence[str],
+    series: Mapping[str, Sequence[float | None]],
+    title: str,
+    unit: bool = False,
 ) -> str:
-    """Grouped bars: one group per category, one bar per named series (missing: no bar)."""
+    """Grouped bars: one group per category, one bar per named series (missing: no bar);
+    ``unit``: the y axis runs 0..1 (shares, accuracies)."""
     vals = [v for s in series.values() for v in s]
-    yr = _range([*vals, 0.0])
+    yr = (0.0, 1.0) if unit else _range([*vals, 0.0])
     pw, ph = W - L - R, H - T - B
     n, k = max(1, len(categories)), max(1, len(series))
     body = ""
