@@ -216,6 +216,11 @@ class TrainConfig:
     packing: Literal["auto", "on", "off"] = opt(
         "auto", "Padding-free packed rows (auto: on a GPU only)."
     )
+    report_to: str = opt(
+        "auto",
+        "Curves also to tensorboard|wandb|mlflow (comma-separated), none, or auto: TensorBoard"
+        " event files in OUT/tensorboard when tensorboard is installed.",
+    )
 
 
 @dataclass(frozen=True)
