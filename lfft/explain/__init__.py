@@ -18,9 +18,8 @@ from typing import Any
 
 from lfft.config import ExplainConfig, as_dict
 from lfft.errors import ConfigError, NoUsableRows
-from lfft.io import fingerprints, read_table, write_json_atomic, write_text_atomic
+from lfft.io import fingerprints, write_json_atomic, write_text_atomic
 from lfft.report import StageResult
-from lfft.schemas import SPLIT
 
 
 def metrics_path(out: Path) -> Path:
@@ -70,18 +69,13 @@ def explain(
     """Explain the rows of a SPLIT/FEEDBACK artifact into the page ``out`` + its metrics."""
     from lfft.explain.core import explain_rows, summary
     from lfft.explain.html import render
-    from lfft.model.evaluate import _json_safe
+    from lfft.model.evaluate import _json_safe, read_rows
 
     t0 = time.perf_counter()
     model_dir, data, out = Path(model_dir), Path(data), Path(out)
     if out.suffix.lower() not in (".html", ".htm"):
         raise ConfigError(f"--out {out}: expected an .html file")
-    table = read_table(data, schema=SPLIT, what=str(data))
-    if cfg.limit is not None:
-        table = table.slice(0, cfg.limit)
-    rows = table.to_pylist()
-    if not rows:
-        raise NoUsableRows(f"{data}: no rows to explain")
+    rows = read_rows(data, cfg.limit, "explain")
     base_path = Path(baseline) if baseline is not None else None
     model, tok, head, base = _load(model_dir, base_path, cfg)
     explained = explain_rows(
