@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from lfft.report_html import esc
 
 COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#17becf")
-W, H, L, R, T, B = 380, 250, 52, 12, 26, 40  # size and margins (left, right, top, bottom)
+W, H, L, R, T, B = 380, 262, 52, 12, 40, 40  # size and margins (left, right, top, bottom)
 
 
 def _finite(values: Sequence[float | None]) -> list[float]:
@@ -56,8 +56,8 @@ def _frame(
             f"{_num(yr[0] + fy * (yr[1] - yr[0]))}</text>"
         )
     keys = "".join(
-        f'<rect x="{L + 8 + 95 * i}" y="{T + 4}" width="10" height="10" fill="{COLORS[i % 7]}"/>'
-        f'<text x="{L + 22 + 95 * i}" y="{T + 13}">{esc(name)}</text>'
+        f'<rect x="{L + 95 * i}" y="{T - 15}" width="10" height="10" fill="{COLORS[i % 7]}"/>'
+        f'<text x="{L + 14 + 95 * i}" y="{T - 6}">{esc(name)}</text>'
         for i, name in enumerate(legend)
     )
     return (
