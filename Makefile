@@ -9,9 +9,18 @@ STAMP := $(VENV)/.lfft-installed
 WORK ?= work/demo
 SAMPLES := data/samples
 
-.PHONY: install demo test lint format bench bench-train gpu-check clean-work collect clean normalize split init train evaluate smoke
+.PHONY: install browser demo test lint format bench bench-train gpu-check clean-work collect clean normalize split init train evaluate smoke
 
 install: $(STAMP)
+
+# The browser of the page tests (tests/browser.py): Debian's chromium, installed only when missing.
+CHROMIUM := /usr/bin/chromium
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+browser: $(CHROMIUM)
+$(CHROMIUM):
+	@echo "installing chromium (apt) for the browser tests"
+	@$(SUDO) apt-get update -qq >/dev/null
+	@DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -24,7 +33,7 @@ $(STAMP): pyproject.toml constraints.txt
 demo: $(STAMP)
 	$(BIN)/lfft pipeline $(SAMPLES)/events --work $(WORK) --config $(SAMPLES)/lfft.toml
 
-test: $(STAMP)
+test: $(STAMP) $(CHROMIUM)
 	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 lint: $(STAMP)

@@ -174,7 +174,9 @@ def _train(
 @command("evaluate")
 def _evaluate(
     cfg,
-    model: Annotated[Path, _path("--model", "-m", help="Checkpoint to evaluate.")],
+    model: Annotated[
+        list[Path], _path("--model", "-m", help="Checkpoint to evaluate (repeat to compare).")
+    ],
     data: Annotated[Path, _path("--data", "-d", help="Test split.")],
     out: OutDir,
     baseline: Annotated[
@@ -185,7 +187,43 @@ def _evaluate(
     """Score a checkpoint: NLL, feedback-head quality, preferences, generations."""
     from lfft.model.evaluate import evaluate as run
 
-    _show(run(model, data, out, cfg, baseline=baseline), quiet)
+    if len(model) > 1:  # each into OUT/NAME/, compared in OUT/report.html
+        from lfft.report_html.evaluate import evaluate_many
+
+        for result in evaluate_many(model, data, out, cfg, baseline):
+            _show(result, quiet)
+        return
+    _show(run(model[0], data, out, cfg, baseline=baseline), quiet)
+
+
+@command("explain")
+def _explain(
+    cfg,
+    model: Annotated[Path, _path("--model", "-m", help="Checkpoint to explain.")],
+    data: Annotated[Path | None, _path("--data", "-d", help="Rows to explain (split).")] = None,
+    out: Annotated[
+        Path | None, _path("--out", "-o", help="HTML page to write.", metavar="FILE")
+    ] = None,
+    baseline: Annotated[
+        Path | None, _path("--baseline", help="Checkpoint to compare log-probs with.")
+    ] = None,
+    prompt: Annotated[str | None, typer.Option(help="One prompt (with --response).")] = None,
+    response: Annotated[str | None, typer.Option(help="Its response, shown here.")] = None,
+    quiet: Quiet = False,
+) -> None:
+    """Per-token feedback-head scores, user marks and log-prob changes: a page or one pair."""
+    from lfft import explain as ex
+
+    if prompt is not None or response is not None:
+        if prompt is None or response is None or data is not None:
+            raise UsageError("one pair needs --prompt and --response (and no --data)")
+        from lfft.explain.terminal import show
+
+        show(ex.explain_pair(model, prompt, response, cfg, baseline))
+        return
+    if data is None or out is None:
+        raise UsageError("give --data and --out (a page), or --prompt and --response (one pair)")
+    _show(ex.explain(model, data, out, cfg, baseline=baseline), quiet)
 
 
 # --- orchestration ---------------------------------------------------------------------------
@@ -238,6 +276,24 @@ def _online(
     if logs is None:
         raise LfftError("--logs is required: the folder new log files arrive in")
     run_online(logs, work, cfg, once=once, config_path=tables)
+
+
+@command("serve")
+def _serve(
+    cfg,
+    logs: Annotated[Path, _path("--logs", help="Folder the lfft-events log files go to.")],
+    model: Annotated[
+        Path | None, _path("--model", "-m", help="Checkpoint, e.g. WORK/current (reloaded).")
+    ] = None,
+    upstream: Annotated[
+        str | None,
+        typer.Option(help="Forward to this OpenAI-compatible .../v1 URL.", metavar="URL"),
+    ] = None,
+) -> None:
+    """OpenAI-compatible chat server + page; logs every turn and feedback as lfft-events."""
+    from lfft.serve.server import serve
+
+    serve(cfg, logs, model, upstream)
 
 
 def _version(value: bool) -> None:

@@ -216,6 +216,11 @@ class TrainConfig:
     packing: Literal["auto", "on", "off"] = opt(
         "auto", "Padding-free packed rows (auto: on a GPU only)."
     )
+    report_to: str = opt(
+        "auto",
+        "Curves also to tensorboard|wandb|mlflow (comma-separated), none, or auto: TensorBoard"
+        " event files in OUT/tensorboard when tensorboard is installed.",
+    )
 
 
 @dataclass(frozen=True)
@@ -232,6 +237,14 @@ class EvaluateConfig:
     calibration_bins: int = opt(10, "Bins of the calibration table.", ge=1)
     device: str = opt("auto", "auto|cpu|cuda[:N]")
     seed: int = opt(0, "Seed of sampling.")
+
+
+@dataclass(frozen=True)
+class ExplainConfig:
+    limit: int | None = opt(None, "Explain the first N rows only.", ge=1)
+    max_length: int = opt(512, "Longer rows are cut as in training.", ge=1)
+    batch_size: int = opt(16, "Rows per forward batch.", ge=1)
+    device: str = opt("auto", "auto|cpu|cuda[:N]")
 
 
 # --- orchestration ---------------------------------------------------------------------------
@@ -257,6 +270,23 @@ class OnlineConfig:
     seed: int = opt(0, "Seed of replay sampling.")
 
 
+@dataclass(frozen=True)
+class ServeConfig:
+    host: str = opt("127.0.0.1", "Address to listen on (0.0.0.0: every interface).")
+    port: int = opt(8000, "Port (0: any free port, printed at start).", ge=0, le=65535)
+    api_key: str | None = opt(None, "Require 'Authorization: Bearer KEY' on /v1/*.")
+    device: str = opt("auto", "auto|cpu|cuda[:N] (bf16 on a GPU).")
+    concurrency: int = opt(4, "Generations running at once.", ge=1)
+    max_queue: int = opt(256, "Requests waiting for a slot before 503.", ge=0)
+    max_tokens: int = opt(1024, "Largest max_tokens a request may ask for.", ge=1)
+    default_max_tokens: int = opt(256, "max_tokens when a request gives none.", ge=1)
+    max_n: int = opt(8, "Largest n (choices per request).", ge=1)
+    max_body_bytes: int = opt(1 << 20, "Largest request body.", ge=1)
+    rotate_mb: float = opt(64.0, "Start a new log file past this size.", gt=0)
+    rotate_seconds: float = opt(0.0, "Start a new log file after this age (0: never).", ge=0)
+    upstream_model: str | None = opt(None, "Model name /v1/models reports in --upstream mode.")
+
+
 STAGE_CONFIGS: dict[str, type] = {
     "collect": CollectConfig,
     "clean": CleanConfig,
@@ -270,6 +300,8 @@ STAGE_CONFIGS: dict[str, type] = {
     "evaluate": EvaluateConfig,
     "pipeline": PipelineConfig,
     "online": OnlineConfig,
+    "explain": ExplainConfig,
+    "serve": ServeConfig,
 }
 
 

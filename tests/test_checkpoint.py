@@ -137,7 +137,8 @@ def test_a_failed_final_save_leaves_the_run_resumable(
     with pytest.raises(OSError):
         train(model_tiny_ckpt, model_splits, out, cfg)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # no temporary left
-    assert sorted(p.name for p in out.iterdir()) == ["checkpoints"]  # no lfft.json: unfinished
+    # no lfft.json: unfinished; the TensorBoard curves so far (--report-to auto) are kept
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoints", "tensorboard"]
     assert [p.name for p in checkpoint.step_dirs(out)] == ["step-1"]
     monkeypatch.setattr(checkpoint, "save_head", real)
     result = train(model_tiny_ckpt, model_splits, out, cfg, resume=True)

@@ -36,6 +36,7 @@ from lfft.model.forward import forward_batch
 from lfft.model.generate import generate_texts
 from lfft.model.losses import sequence_logps
 from lfft.report import StageResult
+from lfft.report_html.evaluate import write_report
 from lfft.schemas import PREDICTIONS, SPLIT, make_metadata
 
 BCE_SIGNALS = ("binary", "pairwise")  # the rows whose head is trained with BCE on the label
@@ -250,6 +251,15 @@ def check(cfg: EvaluateConfig) -> None:
         raise ConfigError("--max-rows must be at least 1")
 
 
+def read_rows(data: Path, limit: int | None, verb: str) -> list[dict[str, Any]]:
+    """The first ``limit`` rows (all: None) of a SPLIT artifact; none at all is an error."""
+    table = read_table(data, schema=SPLIT, what=str(data))
+    rows = table.slice(0, limit).to_pylist() if limit is not None else table.to_pylist()
+    if not rows:
+        raise NoUsableRows(f"{data}: no rows to {verb}")
+    return rows
+
+
 def evaluate(
     model_dir: str | Path,
     data: str | Path,
@@ -262,12 +272,7 @@ def evaluate(
     check(cfg)
     model_dir, data, out_dir = Path(model_dir), Path(data), Path(out_dir)
     baseline = Path(baseline) if baseline is not None else None
-    table = read_table(data, schema=SPLIT, what=str(data))
-    if cfg.max_rows is not None:
-        table = table.slice(0, cfg.max_rows)
-    rows = table.to_pylist()
-    if not rows:
-        raise NoUsableRows(f"{data}: no rows to evaluate")
+    rows = read_rows(data, cfg.max_rows, "evaluate")
     device = pick_device(cfg.device)
     model, tokenizer, head = load(model_dir, device=device, dtype=pick_dtype("auto", device))
     scores = score_rows(model, tokenizer, head, rows, **_score_kw(cfg))
@@ -285,6 +290,7 @@ def evaluate(
     with ArtifactWriter(outputs["predictions"], PREDICTIONS, meta) as w:
         w.write(_predictions(rows, scores, gen))
     write_json_atomic(outputs["metrics"], _json_safe(summary))
+    outputs["report"] = write_report(out_dir / "report.html", [out_dir])
     png = plots.calibration(
         summary["feedback"]["binary"]["reliability"], out_dir / "calibration.png"
     )

@@ -28,7 +28,7 @@ from rich.console import Console
 from lfft.config import TrainConfig, as_dict
 from lfft.errors import LfftError, NoUsableRows
 from lfft.io import _hash_json, fingerprints, write_table
-from lfft.model import checkpoint, defaults, distributed, objectives
+from lfft.model import checkpoint, defaults, distributed, objectives, report_to
 from lfft.model.batching import Batch, plan
 from lfft.model.device import pick_device, pick_dtype
 from lfft.model.display import TrainDisplay
@@ -63,6 +63,7 @@ def train(
     """Train from the checkpoint ``model_dir`` on ``data_dir``'s splits into ``out``."""
     start = time.perf_counter()
     objectives.check(cfg.objective, cfg.feedback_loss)
+    report_to.resolve(cfg.report_to)  # a bad --report-to fails before anything is loaded
     model_dir, out = Path(model_dir), Path(out)
     if out.resolve() == model_dir.resolve():
         raise LfftError("--out must be a new folder, not the --model checkpoint")
@@ -139,7 +140,8 @@ def train(
     # --- the loop: one optimizer step per iteration ---
     window = LossWindow(device)
     console = None if writes else Console(stderr=True, quiet=True)  # DDP/FSDP: rank 0 prints
-    with TrainDisplay(total, state.step, console) as display:
+    report = report_to.reporting(cfg.report_to, out, as_dict(cfg), writes)
+    with TrainDisplay(total, state.step, console) as display, report as reporter:
         while state.step < total and not state.stopped:
             batches = plan_of(state.epoch)
             micro = batches[state.pos : state.pos + per_step]
@@ -174,13 +176,16 @@ def train(
                 if ctx is not None:
                     window.sum_over_ranks(ctx.device)  # DDP/FSDP: the losses of all ranks
                 lr = scheduler.get_last_lr()[0]
-                display.log(window.log(state, len(plan_of(state.epoch)), lr, use_head, device))
+                logged_row = window.log(state, len(plan_of(state.epoch)), lr, use_head, device)
+                display.log(logged_row)
+                reporter.log(logged_row)
             paused = time.perf_counter()
             if valset and cfg.eval_every > 0 and (state.step % cfg.eval_every == 0 or last):
                 row, rows = validate(model, losses, valset, to_batch, cfg, packed, ctx, device)
                 row = {"step": state.step, **row}
                 state.metrics.append(row)
                 display.log(row)
+                reporter.log(row)
                 if cfg.patience > 0 and rows and state.early_stop(row["loss"], cfg.patience):
                     save(checkpoint.best_dir(out), state=state)
             if cfg.save_every > 0 and state.step % cfg.save_every == 0 and not last:
