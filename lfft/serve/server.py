@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import os
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -154,12 +155,13 @@ class Handler(BaseHTTPRequestHandler):
         cfg = s.cfg
         req = api.chat_request(self._body(), cfg.max_tokens, cfg.default_max_tokens, cfg.max_n)
         plan = s.convos.resolve(req.messages, req.user, req.session_id, req.message_ids)
-        s.log.append(plan.events)
         ext = {"session_id": plan.session_id, "message_ids": plan.message_ids}
         cancel = threading.Event()
         s.enter()
         try:
             gen = s.backend.generate(req.messages, req.params, cancel, req.model)
+            s.log.append(plan.events)  # the request is accepted: its new messages are logged
+            s.convos.commit(plan)
             if req.stream:
                 return self._stream(req, plan, gen, cancel, ext)
             for _ in gen:  # one choice: drain its pieces
@@ -230,9 +232,11 @@ def make_server(
 
     if (model is None) == (upstream is None):
         raise LfftError("give exactly one of --model CHECKPOINT and --upstream URL")
-    backend: Backend = (
-        LocalBackend(model, cfg.device) if model is not None else UpstreamBackend(upstream or "")
-    )
+    if model is not None:
+        threads = cfg.threads or max(1, (os.cpu_count() or 1) // cfg.concurrency)
+        backend: Backend = LocalBackend(model, cfg.device, threads)
+    else:
+        backend = UpstreamBackend(upstream or "")
     convos = Conversations()
     convos.learn(replay(Path(logs)))
     log = EventLog(Path(logs), int(cfg.rotate_mb * 2**20), cfg.rotate_seconds)
