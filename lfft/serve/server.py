@@ -9,6 +9,7 @@ and the chat page ``GET /`` (docs/serve.md).
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import json
 import os
@@ -186,7 +187,7 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Connection", "close")
         self.end_headers()
         self.close_connection = True
-        gone = False
+        gone, failed = False, None
         text: list[str] = []
         try:
             self._event(api.chunk(mid, gen.version, {"role": "assistant", "content": ""}, lfft=ext))
@@ -198,21 +199,26 @@ class Handler(BaseHTTPRequestHandler):
             cancel.set()
             for piece in gen:  # let generation wind down; keep what was made
                 text.append(piece)
-        finish = "disconnect" if gone else (gen.finish or ["stop"])[0]
+        except BackendError as e:  # headers are sent: the error goes into the stream
+            failed = e
+        finish = "disconnect" if gone else "error" if failed else (gen.finish or ["stop"])[0]
         event = self.service.convos.answer(
             plan, "".join(text), gen.version, req.user, {"finish_reason": finish}, mid
         )
-        self.service.log.append([event])
+        if text or not failed:  # an empty failed answer is no turn of the conversation
+            self.service.log.append([event])
         if gone:
             return
-        try:
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            if failed:
+                err = ApiError(failed.status, str(failed), code="backend_error").body()
+                self._event(b"data: " + json.dumps(err).encode() + b"\n\n")
+                return
             self._event(api.chunk(mid, gen.version, {}, finish))
             if req.include_usage:
                 usage = api.usage(gen.prompt_tokens, gen.completion_tokens)
                 self._event(api.chunk(mid, gen.version, {}, None, usage=usage))
             self._event(b"data: [DONE]\n\n")
-        except (BrokenPipeError, ConnectionResetError):
-            pass
 
     def _event(self, data: bytes) -> None:
         self.wfile.write(data)
