@@ -146,6 +146,15 @@ def main() -> None:
     for row in rows:
         sat, words = row["satisfaction"], row["mean_words"]
         print(f"| {row['round']} | {row['version']} | {sat:.2f} | {words:.1f} |")
+    from lfft.online import read_history
+
+    print("\n| online round | trained rows | promoted | nll_pos current | nll_pos candidate |")
+    print("| ---: | ---: | --- | ---: | ---: |")
+    for h in read_history(work / "online"):
+        gate = h.get("gate") or {}
+        base, cand = (gate.get(k, {}).get("nll_pos") for k in ("base", "candidate"))
+        nll = " | ".join("-" if v is None else f"{v:.2f}" for v in (base, cand))
+        print(f"| {h['round']} | {h.get('new_rows')} | {h.get('promoted')} | {nll} |")
     if args.plot:
         import matplotlib
 
