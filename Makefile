@@ -9,7 +9,7 @@ STAMP := $(VENV)/.lfft-installed
 WORK ?= work/demo
 SAMPLES := data/samples
 
-.PHONY: install browser demo test lint format bench bench-train gpu-check clean-work collect clean normalize split init train evaluate smoke
+.PHONY: install browser demo loop-demo test lint format bench bench-train gpu-check clean-work collect clean normalize split init train evaluate smoke
 
 install: $(STAMP)
 
@@ -32,6 +32,11 @@ $(STAMP): pyproject.toml constraints.txt
 
 demo: $(STAMP)
 	$(BIN)/lfft pipeline $(SAMPLES)/events --work $(WORK) --config $(SAMPLES)/lfft.toml
+
+# The whole loop live: lfft online -> lfft serve -> a simulated user -> online rounds -> reload
+# (bench/loop_demo.py; the numbers and the plot of docs/online.md).
+loop-demo: $(STAMP)
+	$(BIN)/python bench/loop_demo.py --work work/loop --plot docs/loop-demo.png
 
 test: $(STAMP) $(CHROMIUM)
 	$(BIN)/python -m pytest -n 2 --dist loadfile

@@ -277,6 +277,7 @@ class ServeConfig:
     api_key: str | None = opt(None, "Require 'Authorization: Bearer KEY' on /v1/*.")
     device: str = opt("auto", "auto|cpu|cuda[:N] (bf16 on a GPU).")
     concurrency: int = opt(4, "Generations running at once.", ge=1)
+    threads: int = opt(0, "Torch CPU threads; 0: cores / concurrency, at least 1.", ge=0)
     max_queue: int = opt(256, "Requests waiting for a slot before 503.", ge=0)
     max_tokens: int = opt(1024, "Largest max_tokens a request may ask for.", ge=1)
     default_max_tokens: int = opt(256, "max_tokens when a request gives none.", ge=1)

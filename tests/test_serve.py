@@ -140,7 +140,12 @@ def test_chat_rejects_bad_requests(tmp_path, model_tiny_ckpt):
             ({"messages": [{"role": "user", "content": "x"}], "n": 2, "stream": True}, "stream"),
             ({"messages": [{"role": "user", "content": "x" * 3000}]}, "limit is 2000"),
         ]
+        too_long = {"messages": [{"role": "user", "content": "x"}], "max_tokens": 600}
+        cases.append((too_long, "takes at most 512"))  # found by the backend, after the checks
         for body, needle in cases:
             status, out = post(url + "/chat/completions", body)
             assert 400 <= status < 500 and needle in out["error"]["message"], out
-    assert not events(logs)  # nothing logged for a rejected request
+        assert not events(logs)  # nothing logged for a rejected request
+        status, ok = post(url + "/chat/completions", {**too_long, "max_tokens": 2})
+        assert status == 200
+    assert [e["role"] for e in events(logs)] == ["user", "assistant"]

@@ -65,3 +65,16 @@ def test_upstream_mode_captures_in_front_of_another_serve(tmp_path, model_tiny_c
     assert rejected == 0 and len(rows) == 4
     fb = {r["interaction_id"].split(":")[1]: r["feedback"] for r in rows}
     assert [f["kind"] for f in fb[plain.id]] == ["thumbs"]
+
+
+def test_upstream_errors_pass_on_and_log_nothing(tmp_path, model_tiny_ckpt):
+    logs = tmp_path / "logs"
+    body = {"messages": HI, "max_tokens": 17}
+    with running(tmp_path / "up", model_tiny_ckpt, max_tokens=16) as up_url:
+        with running(logs, upstream=up_url, max_tokens=64) as url:
+            status, out = post(url + "/chat/completions", body)  # the upstream says no
+        assert status == 400 and "max_tokens" in out["error"]["message"], out
+    with running(logs, upstream="http://127.0.0.1:9/v1") as url:  # nothing listens on port 9
+        status, out = post(url + "/chat/completions", {**body, "stream": True})
+    assert status == 502 and "unreachable" in out["error"]["message"], out
+    assert not events(logs)

@@ -69,11 +69,15 @@ def cut_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
 class LocalBackend:
     """A checkpoint folder (or a symlink to one) answered with ``model.generate``."""
 
-    def __init__(self, path: Path, device: str = "auto"):
+    def __init__(self, path: Path, device: str = "auto", threads: int = 1):
         from lfft.model.device import pick_device
 
         self.path = Path(path)
         self.device = pick_device(device)
+        if self.device.type == "cpu":  # concurrent generations each spinning many threads on
+            import torch  # few cores wait for each other: measured 16x slower (docs/serve.md)
+
+            torch.set_num_threads(threads)
         self._lock = threading.Lock()
         self._loaded: tuple[Path, str, Any, Any] | None = None
         self.current()

@@ -45,6 +45,7 @@ class Plan:
     message_ids: list[str]
     parent_digest: bytes  # the path digest of the last history message (the answer's parent)
     events: list[dict[str, Any]] = field(default_factory=list)
+    new: list[tuple[bytes, str, str]] = field(default_factory=list)  # indexed by commit()
 
     @property
     def parent_id(self) -> str | None:
@@ -88,11 +89,13 @@ class Conversations:
         session_id: str | None = None,
         given_ids: Sequence[str | None] = (),
     ) -> Plan:
-        """The plan of a request: known messages keep their ids, new ones are to be logged."""
+        """The plan of a request: known messages keep their ids, new ones are to be logged and
+        then :meth:`commit`-ted (a request that fails before that leaves no trace)."""
         with self._lock:
             digest = root(user)
             ids: list[str] = []
             events: list[dict[str, Any]] = []
+            new: list[tuple[bytes, str, str]] = []
             sid = session_id
             for i, m in enumerate(messages):
                 digest = _digest(digest, m["role"], m["content"])
@@ -104,9 +107,15 @@ class Conversations:
                 if mid is None or (given and (sid, given) not in self._digest_of):
                     mid = mid or new_id("m-")
                     events.append(message_event(sid, mid, ids[-1] if ids else None, m, user))
-                self._add(digest, sid, mid)
+                    new.append((digest, sid, mid))
                 ids.append(mid)
-            return Plan(sid or new_id("s-"), ids, digest, events)
+            return Plan(sid or new_id("s-"), ids, digest, events, new)
+
+    def commit(self, plan: Plan) -> None:
+        """Index the new messages of ``plan`` (once they are logged)."""
+        with self._lock:
+            for digest, sid, mid in plan.new:
+                self._add(digest, sid, mid)
 
     def answer(
         self,

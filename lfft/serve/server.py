@@ -9,8 +9,10 @@ and the chat page ``GET /`` (docs/serve.md).
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import json
+import os
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -154,12 +156,13 @@ class Handler(BaseHTTPRequestHandler):
         cfg = s.cfg
         req = api.chat_request(self._body(), cfg.max_tokens, cfg.default_max_tokens, cfg.max_n)
         plan = s.convos.resolve(req.messages, req.user, req.session_id, req.message_ids)
-        s.log.append(plan.events)
         ext = {"session_id": plan.session_id, "message_ids": plan.message_ids}
         cancel = threading.Event()
         s.enter()
         try:
             gen = s.backend.generate(req.messages, req.params, cancel, req.model)
+            s.log.append(plan.events)  # the request is accepted: its new messages are logged
+            s.convos.commit(plan)
             if req.stream:
                 return self._stream(req, plan, gen, cancel, ext)
             for _ in gen:  # one choice: drain its pieces
@@ -184,7 +187,7 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Connection", "close")
         self.end_headers()
         self.close_connection = True
-        gone = False
+        gone, failed = False, None
         text: list[str] = []
         try:
             self._event(api.chunk(mid, gen.version, {"role": "assistant", "content": ""}, lfft=ext))
@@ -196,21 +199,26 @@ class Handler(BaseHTTPRequestHandler):
             cancel.set()
             for piece in gen:  # let generation wind down; keep what was made
                 text.append(piece)
-        finish = "disconnect" if gone else (gen.finish or ["stop"])[0]
+        except BackendError as e:  # headers are sent: the error goes into the stream
+            failed = e
+        finish = "disconnect" if gone else "error" if failed else (gen.finish or ["stop"])[0]
         event = self.service.convos.answer(
             plan, "".join(text), gen.version, req.user, {"finish_reason": finish}, mid
         )
-        self.service.log.append([event])
+        if text or not failed:  # an empty failed answer is no turn of the conversation
+            self.service.log.append([event])
         if gone:
             return
-        try:
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            if failed:
+                err = ApiError(failed.status, str(failed), code="backend_error").body()
+                self._event(b"data: " + json.dumps(err).encode() + b"\n\n")
+                return
             self._event(api.chunk(mid, gen.version, {}, finish))
             if req.include_usage:
                 usage = api.usage(gen.prompt_tokens, gen.completion_tokens)
                 self._event(api.chunk(mid, gen.version, {}, None, usage=usage))
             self._event(b"data: [DONE]\n\n")
-        except (BrokenPipeError, ConnectionResetError):
-            pass
 
     def _event(self, data: bytes) -> None:
         self.wfile.write(data)
@@ -230,9 +238,11 @@ def make_server(
 
     if (model is None) == (upstream is None):
         raise LfftError("give exactly one of --model CHECKPOINT and --upstream URL")
-    backend: Backend = (
-        LocalBackend(model, cfg.device) if model is not None else UpstreamBackend(upstream or "")
-    )
+    if model is not None:
+        threads = cfg.threads or max(1, (os.cpu_count() or 1) // cfg.concurrency)
+        backend: Backend = LocalBackend(model, cfg.device, threads)
+    else:
+        backend = UpstreamBackend(upstream or "")
     convos = Conversations()
     convos.learn(replay(Path(logs)))
     log = EventLog(Path(logs), int(cfg.rotate_mb * 2**20), cfg.rotate_seconds)
