@@ -275,12 +275,14 @@ PAGE_COMMANDS = {
     "collect.md": {"collect"},
     "data-stages.md": {"collect", "clean", "normalize", "split", "inspect"},
     "evaluate.md": {"evaluate"},
+    "explain.md": {"explain"},
     "feedback.md": {"normalize"},
     "formats.md": {"collect", "export"},
     "objectives.md": {"train"},
     "online.md": {"online"},
     "pipeline.md": {"pipeline"},
     "scaling.md": {"collect", "clean", "normalize", "split", "train"},
+    "serve.md": {"serve"},
     "training.md": {"init", "train"},
 }
 
