@@ -286,7 +286,7 @@ def test_pipeline_from_an_open_webui_export_to_a_checkpoint(tmp_path):
     assert collect_["rows_out"] == count_rows(L.interactions) == n_feedback  # every reply rated
     assert collect_["extra"]["joined"] == {"openwebui": n_feedback}
     rows = collect_["rows_out"]
-    for stage, out in (("clean", L.clean), ("normalize", L.feedback)):
+    for stage, out in (("clean", L.clean), ("normalize", L.normalized)):
         result = record(stage)
         rejected = count_rows(out.with_suffix(".rejects.parquet"))
         assert result["rows_in"] == rows == result["rows_out"] + rejected, stage

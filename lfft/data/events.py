@@ -195,6 +195,15 @@ def _parse_slow(line: bytes, file_index: int, line_no: int) -> Event:
         if not line or line.isspace():
             raise EventError("blank_line", "an empty line is not an event") from None
         obj = _loads(text)
+    rec = parse_event(obj, file_index, line_no, line)
+    if "\\u" in text:
+        _check_encodable(rec)
+    return rec
+
+
+def parse_event(obj: Any, file_index: int = 0, line_no: int = 0, raw: bytes = b"") -> Event:
+    """A decoded event object -> a :class:`Message` or :class:`Feedback`, with the checks every
+    line gets (:class:`EventError` if unusable); for events made in code (``lfft serve``)."""
     if type(obj) is not dict:
         raise EventError("not_an_object", f"{type_name(obj)}, expected a JSON object")
     event = obj.get("event")
@@ -209,10 +218,10 @@ def _parse_slow(line: bytes, file_index: int, line_no: int) -> Event:
         raise EventError("unknown_event", f"{short(event)}; expected message, feedback or action")
     wire = wire_type(**{name: obj.get(name) for name in wire_type.__struct_fields__})
     if wire_type is WireMessage:
-        rec = _message(wire, file_index, line_no)
+        rec: Event = _message(wire, file_index, line_no)
     else:
-        rec = _feedback(wire, file_index, line_no, line)
-    if "\\u" in text:
+        rec = _feedback(wire, file_index, line_no, raw)
+    if not raw:  # made in code: its strings were never checked as UTF-8
         _check_encodable(rec)
     return rec
 
