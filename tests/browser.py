@@ -2,7 +2,9 @@
 
 Never ``playwright install``: the browser is the distribution's (``make test`` installs it with
 apt when ``/usr/bin/chromium`` is missing). Use it from a test module with
-``from browser import browser, page  # noqa: F401`` and a ``page`` argument.
+a ``page`` argument:
+tests/conftest.py imports the fixtures once (an import in each test module would make one
+session fixture per module, and a second Playwright in the process fails).
 """
 
 from __future__ import annotations

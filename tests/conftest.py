@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from browser import browser, page  # noqa: F401 (fixtures: one Chromium for the session)
 
 from lfft.data.records import interaction, to_table
 from lfft.io import write_table

@@ -13,7 +13,6 @@ import os
 from pathlib import Path
 
 import pytest
-from browser import browser, page  # noqa: F401
 from test_explain import fg  # noqa: F401  (the short training on the FineGrained sample)
 
 from lfft.config import EvaluateConfig, ExplainConfig

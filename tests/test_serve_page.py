@@ -6,7 +6,6 @@ import os
 import shutil
 
 import pytest
-from browser import browser, page  # noqa: F401
 from serve_fixtures import collect_rows, events, running
 
 pytestmark = pytest.mark.usefixtures("model_one_thread")
