@@ -282,22 +282,24 @@ def plan(
     seed: int = 0,
     group: int = 1,
     packed: bool = False,
+    mixed: bool = False,
 ) -> list[list[int]]:
     """Index lists of length-grouped batches: at most ``batch_size`` sequences and
     ``batch_tokens`` padded positions each; consecutive runs of ``group`` indices stay together
     (DPO pairs). Shuffled: random mega-batches of 64 batches, each sorted by length, cut into
     batches, batch order shuffled; deterministic for a seed. Not shuffled: sorted by length.
 
-    ``packed`` (for :func:`pack`, and kto's mixed batches): no length grouping; the (shuffled)
-    examples are cut into batches of at most ``batch_size`` sequences and ``batch_tokens`` real
-    tokens.
+    ``packed`` (for :func:`pack`): no length grouping; the (shuffled) examples are cut into
+    batches of at most ``batch_size`` sequences and ``batch_tokens`` real tokens. ``mixed``: the
+    same cut for padded batches (objectives.MIXED_BATCHES), ``batch_tokens`` counting padded
+    positions.
     """
     units = [list(range(i, min(i + group, len(lengths)))) for i in range(0, len(lengths), group)]
     rng = random.Random(seed)
-    if packed:
+    if packed or mixed:
         if shuffle:
             rng.shuffle(units)
-        return _cut_by_tokens(units, lengths, batch_size, batch_tokens)
+        return _cut_by_tokens(units, lengths, batch_size, batch_tokens, padded=not packed)
     if shuffle:
         rng.shuffle(units)
         mega = max(1, 64 * max(1, batch_size // group))
@@ -324,18 +326,27 @@ def plan(
 
 
 def _cut_by_tokens(
-    units: list[list[int]], lengths: Sequence[int], batch_size: int, batch_tokens: int
+    units: list[list[int]],
+    lengths: Sequence[int],
+    batch_size: int,
+    batch_tokens: int,
+    padded: bool = False,
 ) -> list[list[int]]:
+    """Consecutive units into batches within ``batch_size`` sequences and ``batch_tokens``
+    tokens: real ones, or with ``padded`` the positions of the batch padded to its longest."""
     out: list[list[int]] = []
     cur: list[int] = []
-    tokens = 0
+    tokens = width = 0
     for u in units:
         n = sum(lengths[j] for j in u)
-        if cur and (len(cur) + len(u) > batch_size or tokens + n > batch_tokens):
+        w = max(width, max(lengths[j] for j in u))
+        cost = w * (len(cur) + len(u)) if padded else tokens + n
+        if cur and (len(cur) + len(u) > batch_size or cost > batch_tokens):
             out.append(cur)
-            cur, tokens = [], 0
+            cur, tokens, w = [], 0, max(lengths[j] for j in u)
         cur.extend(u)
         tokens += n
+        width = w
     if cur:
         out.append(cur)
     return out

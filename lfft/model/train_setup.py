@@ -148,7 +148,6 @@ def epoch_plans(
     """``plan_of(epoch)``: the micro-batches (example indices) of an epoch, a pure function of
     (examples, config, seed, epoch); the last epoch asked for is kept."""
     lengths = [len(e) for e in trainset.examples]
-    mixed = packed or cfg.objective in MIXED_BATCHES  # not grouped by length
 
     @functools.lru_cache(maxsize=1)
     def plan_of(epoch: int) -> list[list[int]]:
@@ -159,7 +158,8 @@ def epoch_plans(
             shuffle=True,
             seed=cfg.seed + epoch,
             group=trainset.group,
-            packed=mixed,
+            packed=packed,
+            mixed=cfg.objective in MIXED_BATCHES,  # not grouped by length
         )
 
     return plan_of
