@@ -268,6 +268,9 @@ class OnlineConfig:
     max_steps: int = opt(50, "Training steps per round.", ge=0)
     keep_versions: int = opt(10, "Newest versions kept on disk (0 = all).", ge=0)
     seed: int = opt(0, "Seed of replay sampling.")
+    incremental: bool = opt(True, "Recompute only the sessions new lines touch.")
+    part_mb: float = opt(64.0, "Raw lines per data part (MB), incremental rounds.", gt=0)
+    keep_consumed: bool = opt(True, "Keep consumed/ once its lines are in the parts.")
 
 
 @dataclass(frozen=True)

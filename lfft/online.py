@@ -3,15 +3,17 @@
     lfft online --logs incoming/ --work work/online --config lfft.toml [--once]
 
 One round: consume the complete lines that arrived since the last round (``online_state``),
-rebuild the data artifacts over everything consumed so far, train a candidate from ``current`` on
+bring the data artifacts up to date (``online_data``: only the sessions the new lines touch are
+recomputed, into parts of whole sessions, ``online_parts``), train a candidate from ``current`` on
 the rows it has not learned from plus a replay sample of rows it has, score candidate and
 ``current`` on a gate set frozen at the first round that had test rows, promote the candidate if
 it is not worse beyond a tolerance, and append one record to ``history.jsonl``.
 
-Work folder (besides the pipeline's ``interactions.parquet`` ... ``splits/``)::
+Work folder (the pipeline's ``interactions.parquet`` ... ``splits/``, as folders of parts)::
 
     state.json            files, offsets, last consumed / completed round (the commit point)
-    consumed/rNNNN.jsonl  the raw lines consumed in round N (append-only log, one part a round)
+    consumed/rNNNN.jsonl  the raw lines consumed in round N (one file a round; optional)
+    state/                the parts' raw lines, train-row digests, session index, manifest
     gate.parquet          the frozen gate set
     rounds/rNNNN/         one round's work: steps/*.json markers, seen.parquet, evals
     versions/v0000/       the initial checkpoint; vNNNN = the candidate trained in round N
@@ -20,10 +22,10 @@ Work folder (besides the pipeline's ``interactions.parquet`` ... ``splits/``)::
 
 Kill safety: every step writes its outputs atomically, then a marker ``rounds/rNNNN/steps/
 <step>.json``; a restarted round skips marked steps and reruns the rest, each of which is
-idempotent (training resumes from its last step checkpoint). Data stages run over the whole
-consumed log each round, so "two rounds" and "one batch collect" give the same artifacts by
-construction, feedback waits in the log until its message arrives, and late feedback updates
-its interaction (cost: each round re-reads everything consumed so far; see docs/online.md).
+idempotent (the data update commits with one manifest rename; training resumes from its last
+step checkpoint). A session's rows depend on its own lines only, so recomputing the touched
+sessions gives what one batch run over the whole consumed log gives: feedback waits until its
+message arrives, and late feedback updates its interaction (see docs/online.md).
 """
 
 from __future__ import annotations
@@ -43,9 +45,9 @@ from typing import Any
 
 import pyarrow as pa
 
-from lfft import stages
+from lfft import online_data, stages
 from lfft.config import STAGE_CONFIGS, OnlineConfig, as_dict, build, load_toml
-from lfft.errors import LfftError
+from lfft.errors import ConfigError, LfftError
 from lfft.io import (
     count_rows,
     fingerprints,
@@ -54,7 +56,8 @@ from lfft.io import (
     write_table,
 )
 from lfft.model.checkpoint import CHECKPOINTS
-from lfft.online_state import consume, copy_file_atomic, load_state, save_state
+from lfft.online_parts import PartStore
+from lfft.online_state import consume, load_state, save_state
 from lfft.online_versions import (  # noqa: F401  (re-exported: lfft.online.X for users)
     INIT_VERSION,
     OnlineLayout,
@@ -70,7 +73,7 @@ from lfft.online_versions import (  # noqa: F401  (re-exported: lfft.online.X fo
     write_seen,
 )
 from lfft.pipeline import key_numbers
-from lfft.report import StageResult, print_round
+from lfft.report import print_round
 from lfft.schemas import SPLIT, make_metadata
 
 
@@ -122,6 +125,11 @@ def run_online(
     console = console or Console()
     layout = OnlineLayout(Path(work))
     stage_cfgs = online_stage_configs(layout, cfg, config_path)
+    if not cfg.keep_consumed and not online_data.incremental(cfg, stage_cfgs):
+        raise ConfigError(
+            "online: keep_consumed = false needs incremental rounds (full rounds reread "
+            "consumed/; clean's merge_across_sessions also turns incremental off)"
+        )
     records = []
     with _lock(layout):
         while True:
@@ -222,46 +230,36 @@ def rollback(work: str | Path, version: str) -> None:
 # --- the steps of a round ------------------------------------------------------------------
 
 
-def _data_step(name: str, run: Callable[[Round], StageResult]) -> Callable[[Round], dict]:
-    def step(rd: Round) -> dict[str, Any]:
-        t0 = time.perf_counter()
-        try:
-            result = run(rd)
-        except LfftError as e:
-            raise LfftError(f"round {rd.n}, {name}: {e}") from e
-        rd.say(f"  ✓ {name:<9} {result.rows_in:,} in → {result.rows_out:,} out")
-        return {
-            "rows_in": result.rows_in,
-            "rows_out": result.rows_out,
-            "rejects": dict(result.rejects),
-            "seconds": round(time.perf_counter() - t0, 3),
-        }
-
-    step.__name__ = f"step_{name}"
-    return step
-
-
-step_collect = _data_step(
-    "collect",
-    lambda rd: stages.collect([rd.work.consumed], rd.work.interactions, rd.stage_cfgs["collect"]),
-)
-step_clean = _data_step(
-    "clean", lambda rd: stages.clean(rd.work.interactions, rd.work.clean, rd.stage_cfgs["clean"])
-)
-step_normalize = _data_step(
-    "normalize",
-    lambda rd: stages.normalize(rd.work.clean, rd.work.normalized, rd.stage_cfgs["normalize"]),
-)
-step_split = _data_step(
-    "split", lambda rd: stages.split(rd.work.normalized, rd.work.splits, rd.stage_cfgs["split"])
-)
+def step_data(rd: Round) -> dict[str, Any]:
+    """Bring the data artifacts up to this round: incrementally (only the sessions new lines
+    touch, :mod:`lfft.online_data`), or by rerunning the four stages over the consumed log."""
+    try:
+        if online_data.incremental(rd.cfg, rd.stage_cfgs):
+            info = online_data.update(rd.work, rd.n, rd.stage_cfgs, rd.cfg.part_mb)
+            if not rd.cfg.keep_consumed:
+                for rnd in range(1, rd.n + 1):
+                    rd.work.part(rnd).unlink(missing_ok=True)  # the parts hold every line
+        else:
+            info = online_data.full_rebuild(rd.work, rd.stage_cfgs)
+    except LfftError as e:
+        raise LfftError(f"round {rd.n}, data: {e}") from e
+    for name in ("collect", "clean", "normalize", "split"):
+        rd.say(f"  ✓ {name:<9} {info[name]['rows_in']:,} in → {info[name]['rows_out']:,} out")
+    if "update" in info:
+        u = info["update"]
+        rd.say(
+            f"  ✓ update    {u.get('sessions_touched', 0):,} sessions touched, "
+            f"{u.get('parts_rewritten', 0)} parts rewritten, {u.get('seconds', 0):.2f} s"
+        )
+    return info
 
 
 def step_gate(rd: Round) -> dict[str, Any]:
     """Freeze the gate set: the test split of the first round that has test rows."""
     gate = rd.work.gate
     if not gate.exists() and count_rows(rd.work.test) > 0:
-        copy_file_atomic(rd.work.test, gate)
+        meta = make_metadata("online-gate", inputs=fingerprints([rd.work.test]), round=rd.n)
+        write_table(gate, read_table(rd.work.test, schema=SPLIT), SPLIT, meta)
         rd.say(f"  ✓ gate      frozen: {count_rows(gate):,} rows")
     return {"gate_rows": count_rows(gate) if gate.exists() else 0}
 
@@ -293,8 +291,14 @@ def step_select(rd: Round) -> dict[str, Any]:
     base = rd.info["base"]["base"]
     if base is None:
         return {"train": False, "reason": "no training rows yet", "new": 0, "replay": 0}
-    table = read_table(rd.work.train, schema=SPLIT)
-    digests = row_digests(table)
+    store = PartStore(rd.work)
+    if store.exists():  # the digests were computed when each part was written
+        manifest = store.load()
+        table = store.read_all("train", manifest)
+        digests = store.read_all("digests", manifest).column("digest").to_pylist()
+    else:
+        table = read_table(rd.work.train, schema=SPLIT)
+        digests = row_digests(table)
     seen = read_seen(rd.work, base)
     is_new = [d not in seen for d in digests]
     new_idx = [i for i, flag in enumerate(is_new) if flag]
@@ -313,7 +317,8 @@ def step_select(rd: Round) -> dict[str, Any]:
         round=rd.n,
     )
     write_table(rd.dir / "data" / "train.parquet", picked, SPLIT, meta)
-    copy_file_atomic(rd.work.val, rd.dir / "data" / "val.parquet")
+    val = read_table(rd.work.val, schema=SPLIT)
+    write_table(rd.dir / "data" / "val.parquet", val, SPLIT, make_metadata("online-val"))
     write_seen(rd.dir / "seen.parquet", seen | {digests[i] for i in new_idx})
     rd.say(f"  ✓ select    {len(new_idx):,} new + {k:,} replayed rows")
     return {**info, "replay": k, "train": True}
@@ -372,12 +377,13 @@ def step_finish(rd: Round) -> dict[str, Any]:
     """Append the round's history record, drop its scratch data, mark the round complete."""
     consumed = json.loads((rd.dir / "consumed.json").read_text(encoding="utf-8"))
     info = rd.info
+    data = info["data"]
     record = {
         "round": rd.n,
         "ts": _now(),
         "consumed": consumed,
-        "interactions": info["collect"]["rows_out"],
-        "rejects": {k: info[k]["rejects"] for k in ("collect", "clean", "normalize", "split")},
+        "interactions": data["collect"]["rows_out"],
+        "rejects": {k: data[k]["rejects"] for k in ("collect", "clean", "normalize", "split")},
         "gate_rows": info["gate"]["gate_rows"],
         "base": info["base"]["base"],
         "new_rows": info["select"]["new"],
@@ -389,6 +395,8 @@ def step_finish(rd: Round) -> dict[str, Any]:
         "promoted": info["promote"]["promoted"],
         "current": info["promote"]["current"],
     }
+    if "update" in data:
+        record["update"] = data["update"]
     if not info["select"]["train"]:
         record["reason"] = info["select"]["reason"]
     _append_history(rd.work, record)
@@ -400,10 +408,7 @@ def step_finish(rd: Round) -> dict[str, Any]:
 
 
 STEPS: list[tuple[str, Callable[[Round], dict[str, Any] | None]]] = [
-    ("collect", step_collect),
-    ("clean", step_clean),
-    ("normalize", step_normalize),
-    ("split", step_split),
+    ("data", step_data),
     ("gate", step_gate),
     ("base", step_base),
     ("select", step_select),

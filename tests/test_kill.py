@@ -142,6 +142,8 @@ def _state(work: Path) -> dict:
     """Everything a round leaves behind, except timestamps and timings."""
     state = load_state(work / "state.json")
     history = [{k: v for k, v in h.items() if k != "ts"} for h in online.read_history(work)]
+    for h in history:
+        h.get("update", {}).pop("seconds", None)
     L = online.OnlineLayout(work)
     artifacts = [L.interactions, L.clean, L.normalized, L.train, L.val, L.test, L.gate]
     return {
@@ -178,7 +180,7 @@ def test_lfft_online_killed_in_two_rounds_ends_as_an_uninterrupted_run(tmp_path)
     write(logs / "a.jsonl", event_lines(range(0, 40)))
     _invoke([*args(ref), "--once"])
     r1 = work / "rounds" / "r0001"
-    kill(lambda: (r1 / "steps" / "split.json").exists(), "round 1 split")
+    kill(lambda: (r1 / "steps" / "data.json").exists(), "round 1 data")
     _invoke([*args(work), "--once"])
 
     write(logs / "a.jsonl", event_lines(range(40, 50)))

@@ -384,6 +384,8 @@ class Killed(Exception):
 def _final_state(work: Path) -> dict:
     state = load_state(work / "state.json")
     history = [{k: v for k, v in h.items() if k != "ts"} for h in online.read_history(work)]
+    for h in history:  # timings are not state
+        h.get("update", {}).pop("seconds", None)
     return {
         "interactions": interactions(work),
         "offsets": {k: (f.offset, f.lines) for k, f in state.files.items()},

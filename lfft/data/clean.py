@@ -51,20 +51,21 @@ PII = "pii_"  # tallies of personal data found, by kind: pii_email, ...
 
 
 def clean_table(
-    table: pa.Table, cfg: CleanConfig, counts: Counter | None = None
+    table: pa.Table, cfg: CleanConfig, counts: Counter | None = None, source: str = ""
 ) -> tuple[pa.Table, pa.Table]:
     """Clean an in-memory ``interactions`` table: returns ``(clean rows, rejects)``.
 
     The whole stage on one table (the stage does the same in bounded memory). PII counts
-    (``pii_<kind>``) and the number of fixed texts are added to ``counts`` when given.
+    (``pii_<kind>``) and the number of fixed texts are added to ``counts`` when given;
+    ``source`` names the input in the rejects.
     """
-    prep = prepare_table(table, cfg)
+    prep = prepare_table(table, cfg, source)
     dup = duplicated_keys([prep.rows.column(KEY).to_numpy()])
     is_dup = np.isin(prep.rows.column(KEY).to_numpy(), dup)
     merged, pairs = merge_duplicates(prep.rows.filter(pa.array(is_dup)), cfg)
     survivors = Survivors(pairs)
     kept = pa.concat_tables([prep.rows.filter(pa.array(~is_dup)), merged]).sort_by(ROW)
-    rejects = pa.concat_tables([prep.rejects, _merge_rejects(pairs, "")])
+    rejects = pa.concat_tables([prep.rejects, _merge_rejects(pairs, source)])
     if counts is not None:
         counts.update(prep.tallies)
     return survivors.finish(kept).cast(CLEAN), rejects

@@ -238,6 +238,17 @@ def _join_partition(
     return part
 
 
+def join_events(
+    sessions: dict[str, list[ev.Event]], names: list[str], cfg: CollectConfig
+) -> tuple[pa.Table | None, list[tuple]]:
+    """Pass 2 on sessions already in memory (``lfft online``'s parts): the rows (None if
+    none) and the rejects (source, location, reason, raw, detail) collect gives them;
+    ``names[event.file]`` is the file an event was read from."""
+    plan = _Plan(names, 1, "", cfg.implicit, cfg.implicit_rules, cfg.batch_rows, 1, 0)
+    joined = _join_partition(sessions, plan, _implicit(plan))
+    return (pa.concat_tables(joined.tables) if joined.tables else None), joined.rejects
+
+
 def _implicit(plan: _Plan) -> Implicit | None:
     if not plan.implicit:
         return None

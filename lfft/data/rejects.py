@@ -55,6 +55,27 @@ def reject_table(stage: str, source: str, locations, reasons, raws=None, details
     )
 
 
+def reject_record(
+    stage: str, source: str, location: str, reason: str, raw: Any, detail: Any
+) -> tuple:
+    """One ``REJECTS`` row as a tuple in column order, ``raw`` decoded and cut to
+    :data:`RAW_LIMIT` characters."""
+    if isinstance(raw, bytes):
+        raw = raw.decode("utf-8", errors="replace")
+    if raw is not None and len(raw) > RAW_LIMIT:
+        raw = raw[:RAW_LIMIT]
+    return (stage, source, location, reason, detail, raw)
+
+
+def records_table(rows: list[tuple]) -> pa.Table:
+    """``REJECTS`` rows from :func:`reject_record` tuples."""
+    columns = list(zip(*rows, strict=True)) if rows else [()] * len(REJECTS)
+    return pa.table(
+        {name: list(col) for name, col in zip(REJECTS.names, columns, strict=True)},
+        schema=REJECTS,
+    )
+
+
 class RejectCounter:
     """Count reject rows by reason without writing them (a stage with no rejects file)."""
 
@@ -119,11 +140,7 @@ class RejectSink(RejectCounter):
         self._writer = ArtifactWriter(target, REJECTS, make_metadata(stage, config))
 
     def _keep(self, source: str, location: str, reason: str, raw: Any, detail: Any) -> None:
-        if isinstance(raw, bytes):
-            raw = raw.decode("utf-8", errors="replace")
-        if raw is not None and len(raw) > RAW_LIMIT:
-            raw = raw[:RAW_LIMIT]
-        row = (self.stage, source, location, reason, detail, raw)
+        row = reject_record(self.stage, source, location, reason, raw, detail)
         for name, value in zip(REJECTS.names, row, strict=True):
             self._rows[name].append(value)
         if len(self._rows["stage"]) >= _FLUSH_ROWS:
