@@ -6,10 +6,12 @@
 For each size: synthesize that many sessions (8 files), consume them as round 1 and build the
 partitioned state (:func:`lfft.online_data.update`, the bootstrap), run the batch stages
 (collect, clean, normalize, split through the CLI) over the same consumed log, then a few rounds
-of ``--new`` new sessions each (fresh ids), one of them with ``--late`` feedback lines on random
-old sessions as well. Every step runs in its own process under ``/usr/bin/time``: wall and CPU
-seconds, peak RSS. A round's cost is its consume plus data update, as ``lfft online --once``
-pays it (interpreter start-up and imports included). Training is not part of it.
+of ``--new`` new sessions each (fresh ids); the next-to-last round adds ``--late`` thumbs on
+sessions of the round before it (late feedback as it usually comes), the last one on random
+sessions of the whole history (the worst case: every part holds some). Every step runs in its
+own process under ``/usr/bin/time``: wall and CPU seconds, peak RSS. A round's cost is its
+consume plus data update, as ``lfft online --once`` pays it (interpreter start-up and imports
+included). Training is not part of it.
 
 ``--latency``: a ``lfft online --interval 1`` process with the tiny model on a work folder of
 the first size; once it idles, one new session (3 lines) is appended and the script times how
@@ -64,9 +66,9 @@ def update_round(logs: Path, work: Path) -> None:
     print(json.dumps(info["update"]))
 
 
-def new_sessions(logs: Path, r: int, n: int, late: int, old: int, tmp: Path) -> None:
-    """A log file of ``n`` new sessions (synth, ids made unique to round ``r``), plus ``late``
-    thumbs on random sessions among the ``old`` first ones."""
+def new_sessions(logs: Path, r: int, n: int, late: list[str], tmp: Path) -> None:
+    """A log file of ``n`` new sessions (synth, ids made unique to round ``r``), plus a thumbs
+    up on the second message of each session in ``late``."""
     out = tmp / f"new{r}"
     subprocess.run(
         [*LFFT, "synth", "--out", str(out), "--sessions", str(n), "--files", "1"]
@@ -75,10 +77,9 @@ def new_sessions(logs: Path, r: int, n: int, late: int, old: int, tmp: Path) -> 
     )
     data = b"".join(p.read_bytes() for p in sorted(out.glob("*.jsonl")))
     data = data.replace(b'"sess-', f'"r{r}-'.encode())
-    rng = random.Random(r)
-    for s in rng.sample(range(old), late):
-        event = {"event": "feedback", "session_id": f"sess-{s:07d}", "message_id": "m2"}
-        event.update(kind="thumbs", value="up", ts=1_900_000_000 + s)
+    for i, sid in enumerate(late):
+        event = {"event": "feedback", "session_id": sid, "message_id": "m2"}
+        event.update(kind="thumbs", value="up", ts=1_900_000_000 + i)
         data += json.dumps(event).encode() + b"\n"
     (logs / f"zz-round{r:03d}.jsonl").write_bytes(data)
     shutil.rmtree(out)
@@ -98,10 +99,16 @@ def run_size(sessions: int, args) -> dict:
         source = work / "consumed" if src is None else batch / src
         m = measure([*LFFT, name, str(source), "--out", str(batch / out), "-q"])
         total = {k: total[k] + m[k] if k != "rss" else max(total[k], m[k]) for k in total}
+    rng = random.Random(0)
     for r in range(2, args.rounds + 2):
-        late = args.late if r == args.rounds + 1 else 0
-        new_sessions(logs, r, args.new, late, sessions, base)
-        what = f"round {r}: {args.new:,} new sessions" + (f" + {late} late thumbs" if late else "")
+        late, what = [], f"round {r}: {args.new:,} new sessions"
+        if r == args.rounds:  # late feedback on the previous round's sessions (the usual case)
+            late = [f"r{r - 1}-{i:07d}" for i in rng.sample(range(args.new), args.late)]
+            what += f" + {args.late} late thumbs on round {r - 1}'s sessions"
+        elif r == args.rounds + 1:  # on random sessions of the whole history (the worst case)
+            late = [f"sess-{i:07d}" for i in rng.sample(range(sessions), args.late)]
+            what += f" + {args.late} late thumbs on random old sessions"
+        new_sessions(logs, r, args.new, late, base)
         print(f"{sessions:,}: {what} ...", file=sys.stderr)
         rows.append((what, _round(logs, work)))
     if not args.keep and not args.latency:
@@ -187,7 +194,7 @@ def main() -> None:
     p.add_argument("--sessions", type=int, nargs="+", default=[100_000])
     p.add_argument("--rounds", type=int, default=3, help="rounds after the bootstrap")
     p.add_argument("--new", type=int, default=1000, help="new sessions per round")
-    p.add_argument("--late", type=int, default=100, help="late thumbs in the last round")
+    p.add_argument("--late", type=int, default=100, help="late thumbs in the last two rounds")
     p.add_argument("--latency", action="store_true", help="time to promotion (first size)")
     p.add_argument("--work", type=Path, default=Path("/tmp/lfft-online-bench"))
     p.add_argument("--keep", action="store_true")

@@ -265,11 +265,12 @@ class OnlineConfig:
     gate_tolerance: float = opt(0.02, "Allowed relative regression of each gate metric.", ge=0)
     gate_metrics: list[str] = opt(["nll_pos", "brier"], "Gate metrics (lower is better).")
     gate_max_rows: int | None = opt(2_000, "Rows of the frozen gate set scored.", ge=1)
+    val_max_rows: int | None = opt(2_000, "Validation rows of a round's training.", ge=1)
     max_steps: int = opt(50, "Training steps per round.", ge=0)
     keep_versions: int = opt(10, "Newest versions kept on disk (0 = all).", ge=0)
     seed: int = opt(0, "Seed of replay sampling.")
     incremental: bool = opt(True, "Recompute only the sessions new lines touch.")
-    part_mb: float = opt(64.0, "Raw lines per data part (MB), incremental rounds.", gt=0)
+    part_mb: float = opt(16.0, "Raw lines per data part (MB), incremental rounds.", gt=0)
     keep_consumed: bool = opt(True, "Keep consumed/ once its lines are in the parts.")
 
 

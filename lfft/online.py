@@ -317,7 +317,7 @@ def step_select(rd: Round) -> dict[str, Any]:
         round=rd.n,
     )
     write_table(rd.dir / "data" / "train.parquet", picked, SPLIT, meta)
-    val = read_table(rd.work.val, schema=SPLIT)
+    val = online_data.capped(read_table(rd.work.val, schema=SPLIT), rd.cfg.val_max_rows)
     write_table(rd.dir / "data" / "val.parquet", val, SPLIT, make_metadata("online-val"))
     write_seen(rd.dir / "seen.parquet", seen | {digests[i] for i in new_idx})
     rd.say(f"  ✓ select    {len(new_idx):,} new + {k:,} replayed rows")

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.ipc as ipc
@@ -37,6 +38,7 @@ from lfft.data.normalize import normalize_table
 from lfft.data.readers import iter_line_blocks, strip_eol
 from lfft.data.rejects import records_table, reject_record
 from lfft.data.split import split_table
+from lfft.hashing import stable_hashes
 from lfft.online_parts import INDEX, LINES, Manifest, PartStore
 from lfft.online_versions import OnlineLayout, row_digests
 from lfft.schemas import INTERACTIONS
@@ -59,7 +61,7 @@ class Context:
 
 
 def update(
-    layout: OnlineLayout, n: int, cfgs: dict[str, Any], part_mb: float = 64.0
+    layout: OnlineLayout, n: int, cfgs: dict[str, Any], part_mb: float = 16.0
 ) -> dict[str, Any]:
     """Bring the parts up to round ``n`` (its consumed lines and any earlier ones not yet in
     them); returns the data summary of the round (totals as the batch stages count them, and
@@ -121,6 +123,16 @@ def full_rebuild(layout: OnlineLayout, cfgs: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def capped(table: pa.Table, max_rows: int | None) -> pa.Table:
+    """At most ``max_rows`` rows of ``table``: those whose ``interaction_id`` hashes lowest, so
+    the same rows stay in as the table grows (a validation set comparable round to round)."""
+    if max_rows is None or table.num_rows <= max_rows:
+        return table
+    hashes = stable_hashes(table.column("interaction_id").to_pylist(), table.num_rows)
+    keep = np.sort(np.argsort(hashes, kind="stable")[:max_rows])
+    return table.take(pa.array(keep))
+
+
 # --- one update -------------------------------------------------------------------------------
 
 
@@ -139,11 +151,10 @@ def _apply(store: PartStore, manifest: Manifest, ctx: Context, n: int, part_byte
         hit = pc.is_in(index.column("session_id"), value_set=touched)
         old = sorted(set(index.column("part").filter(hit).to_pylist()))
         for part in old:  # take the touched sessions out; their lines join the new parts
-            tables = {kind: store.read(kind, part, manifest) for kind in store.kinds}
-            kept, moved = take_out(tables, touched, ctx)
+            changed, moved = take_out(store, manifest, part, touched, ctx)
             buckets.add(moved)
-            if kept["lines"].num_rows:
-                manifest.parts[part] = store.write(part, n, kept)
+            if changed["lines"].num_rows:
+                manifest.parts[part] = store.write(part, n, changed, manifest.parts[part])
             else:
                 del manifest.parts[part]
         made = []
@@ -206,27 +217,29 @@ def _new_lines(rounds: list[int], ctx: Context, buckets: Buckets) -> Iterator[pa
 
 
 def take_out(
-    tables: dict[str, pa.Table], sessions: pa.Array, ctx: Context
+    store: PartStore, manifest: Manifest, part: str, sessions: pa.Array, ctx: Context
 ) -> tuple[dict[str, pa.Table], pa.Table]:
-    """A part's tables without ``sessions``, and those sessions' lines."""
-    lines = tables["lines"]
+    """A part without ``sessions``: the kinds that held rows of them, filtered (the others
+    are not rewritten), and those sessions' lines. Each kind's key column is read first, the
+    whole file only if something goes."""
+    lines = store.read("lines", part, manifest)
     moving = pc.fill_null(pc.is_in(lines.column("session_id"), value_set=sessions), False)
     moved = lines.filter(moving)
     names = pa.array(ctx.names, pa.string()).take(moved.column("round"))
     where = pc.binary_join_element_wise(names, pc.cast(moved.column("line"), pa.string()), ":")
-    rows = tables["interactions"]
+    rows = store.read("interactions", part, manifest, ["session_id", "interaction_id"])
     ids = rows.column("interaction_id").filter(pc.is_in(rows.column("session_id"), sessions))
-    kept = {"lines": lines.filter(pc.invert(moving))}
-    for kind, table in tables.items():
+    changed = {"lines": lines.filter(pc.invert(moving))}
+    for kind in store.kinds:
         if kind == "lines":
             continue
+        key, gone = ("session_id", sessions)
         if kind.endswith("_rejects"):
-            gone = where if kind == "collect_rejects" else ids
-            keep = pc.invert(pc.is_in(table.column("location"), value_set=gone))
-        else:
-            keep = pc.invert(pc.is_in(table.column("session_id"), value_set=sessions))
-        kept[kind] = table.filter(keep)
-    return kept, moved
+            key, gone = ("location", where if kind == "collect_rejects" else ids)
+        keep = pc.invert(pc.is_in(store.read(kind, part, manifest, [key]).column(key), gone))
+        if not pc.all(keep).as_py():
+            changed[kind] = store.read(kind, part, manifest).filter(keep)
+    return changed, moved
 
 
 def build_part(lines: pa.Table, ctx: Context) -> dict[str, pa.Table]:

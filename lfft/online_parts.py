@@ -9,7 +9,8 @@ key per row), so the rows of a set of sessions depend on those sessions' lines o
 recomputes the sessions its new lines touch into a new part and takes them out of the parts
 that held them (:mod:`lfft.online_data`); other parts are not read.
 
-Files are ``{part}.{gen}.parquet`` (``gen``: the round that wrote the file), and
+Files are ``{part}.{gen}.parquet`` (``gen``: the round that wrote the file; a round that takes
+sessions out of a part rewrites only the kinds that held rows of them), and
 ``state/manifest.json`` lists the live ones: it is replaced atomically, the commit point. A file
 not listed (from a round killed before its commit, or replaced by it) is deleted by
 :meth:`PartStore.tidy` before a round reads anything, so a killed round leaves nothing behind.
@@ -73,7 +74,8 @@ def kinds(layout: Layout) -> dict[str, tuple[Path, pa.Schema]]:
 @dataclass
 class Manifest:
     """What the parts hold: ``round`` is the last round whose lines they contain; ``parts``
-    maps a part to the round that wrote its files and its counts (:func:`part_counts`)."""
+    maps a part to the round that wrote each of its files (``files``: kind -> round) and its
+    counts (:func:`part_counts`)."""
 
     round: int = 0
     parts: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -91,16 +93,26 @@ class Manifest:
         return {"rows": dict(rows), "rejects": {k: dict(v) for k, v in rejects.items()}}
 
 
-def part_counts(tables: dict[str, pa.Table]) -> dict[str, Any]:
-    """A part's counts for the manifest: rows of each kind, rejects by reason per stage, the
-    sessions it holds and the bytes of its raw lines."""
-    lines = tables["lines"]
-    return {
-        "rows": {k: tables[k].num_rows for k in ("lines", *ROW_KINDS)},
-        "rejects": {s: dict(count_reasons(tables[k])) for s, k in REJECT_KINDS.items()},
-        "sessions": len(pc.unique(lines.column("session_id")).drop_null()),
-        "bytes": int(pc.sum(pc.binary_length(lines.column("raw"))).as_py() or 0),
-    }
+def part_counts(
+    tables: dict[str, pa.Table], previous: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """A part's manifest counts: rows of each kind, rejects by reason per stage, the sessions
+    it holds and the bytes of its raw lines; kinds not in ``tables`` keep ``previous``'s."""
+    rows = dict(previous["rows"]) if previous else {}
+    rejects = dict(previous["rejects"]) if previous else {}
+    for kind, table in tables.items():
+        rows[kind] = table.num_rows
+    for stage, kind in REJECT_KINDS.items():
+        if kind in tables:
+            rejects[stage] = dict(count_reasons(tables[kind]))
+    counts = {"rows": rows, "rejects": rejects}
+    if "lines" in tables:
+        lines = tables["lines"]
+        counts["sessions"] = len(pc.unique(lines.column("session_id")).drop_null())
+        counts["bytes"] = int(pc.sum(pc.binary_length(lines.column("raw"))).as_py() or 0)
+    else:
+        counts.update(sessions=previous["sessions"], bytes=previous["bytes"])
+    return counts
 
 
 class PartStore:
@@ -134,16 +146,17 @@ class PartStore:
         self.tidy(manifest)
 
     def tidy(self, manifest: Manifest) -> None:
-        """Delete every part file and index the manifest does not list (and temporaries)."""
-        listed = {f"{part}.{info['gen']}.parquet" for part, info in manifest.parts.items()}
-        for folder, _ in self.kinds.values():
+        """Delete every part file and index the manifest does not list, and temporaries."""
+        for kind, (folder, _) in self.kinds.items():
+            listed = {self.path(kind, p, i["files"][kind]).name for p, i in manifest.parts.items()}
             for path in folder.iterdir() if folder.is_dir() else ():
                 if path.name not in listed:
                     _remove(path)
         index = self.index_path(manifest.index_gen)
-        for path in self.state.glob("sessions.*") if self.state.is_dir() else ():
-            if path != index:
-                _remove(path)
+        for pattern in ("sessions.*", ".sessions.*", ".spill-*", ".manifest.json.*"):
+            for path in self.state.glob(pattern) if self.state.is_dir() else ():
+                if path != index:
+                    _remove(path)
 
     def reset(self) -> None:
         """Remove the parts, the index, the manifest and any single-file artifacts in their
@@ -160,8 +173,13 @@ class PartStore:
     def index_path(self, gen: int | None) -> Path:
         return self.state / f"sessions.{gen}.parquet"
 
-    def read(self, kind: str, part: str, manifest: Manifest) -> pa.Table:
-        return read_table(self.path(kind, part, manifest.parts[part]["gen"]))
+    def file(self, kind: str, part: str, manifest: Manifest) -> Path:
+        return self.path(kind, part, manifest.parts[part]["files"][kind])
+
+    def read(
+        self, kind: str, part: str, manifest: Manifest, columns: list[str] | None = None
+    ) -> pa.Table:
+        return read_table(self.file(kind, part, manifest), columns)
 
     def read_all(self, kind: str, manifest: Manifest) -> pa.Table:
         """One kind over every part, parts in name order (the same order for every kind)."""
@@ -169,12 +187,18 @@ class PartStore:
         tables = [self.read(kind, part, manifest) for part in sorted(manifest.parts)]
         return pa.concat_tables(tables).cast(schema) if tables else schema.empty_table()
 
-    def write(self, part: str, gen: int, tables: dict[str, pa.Table]) -> dict[str, Any]:
-        """Write every kind of a part (each file atomic); returns its manifest entry."""
+    def write(
+        self, part: str, gen: int, tables: dict[str, pa.Table], previous: dict | None = None
+    ) -> dict[str, Any]:
+        """Write a part's kinds in ``tables`` (each file atomic; a new part needs every kind,
+        a changed one those that changed, the others staying as in ``previous``); returns the
+        part's manifest entry."""
         meta = make_metadata("online-part", part=part, gen=gen)
-        for kind, (_, schema) in self.kinds.items():
-            write_table(self.path(kind, part, gen), tables[kind], schema, meta)
-        return {"gen": gen, **part_counts(tables)}
+        files = dict(previous["files"]) if previous else {}
+        for kind, table in tables.items():
+            write_table(self.path(kind, part, gen), table, self.kinds[kind][1], meta)
+            files[kind] = gen
+        return {"files": files, **part_counts(tables, previous)}
 
     def read_index(self, manifest: Manifest) -> pa.Table:
         if manifest.index_gen is None:

@@ -206,3 +206,29 @@ def test_lfft_online_killed_in_two_rounds_ends_as_an_uninterrupted_run(tmp_path)
     assert got["versions"] == ["v0000", "v0001", "v0002"]
     for version in got["versions"]:
         _assert_same_weights(ref / "versions" / version, work / "versions" / version)
+
+
+def test_lfft_online_killed_inside_its_data_update_loses_nothing(tmp_path):
+    """`lfft online --once` is killed while its data update writes parts (before it commits
+    its manifest), then rerun: the artifacts, history and consumed log equal an uninterrupted
+    run's, and no file of the killed update is left."""
+    from lfft.config import SynthConfig
+    from lfft.data.synth import synth
+
+    logs, config = tmp_path / "logs", tmp_path / "lfft.toml"
+    synth(logs, SynthConfig(sessions=1500, seed=4, files=2))
+    config.write_text(TINY + "part_mb = 0.02\nmin_new_rows = 1000000\n")  # many parts, no train
+    ref, work = tmp_path / "ref", tmp_path / "killed"
+
+    def args(folder: Path) -> list[str]:
+        return ["online", "--logs", str(logs), "--work", str(folder), "--config", str(config)]
+
+    _invoke([*args(ref), "--once"])
+    proc = Lfft([*args(work), "--once"], tmp_path / "update.log")
+    lines = work / "state" / "lines"
+    proc.kill_when(lambda: lines.is_dir() and len(list(lines.iterdir())) >= 3, "part files")
+    assert not (work / "state" / "manifest.json").exists()  # killed before its commit
+    _invoke([*args(work), "--once"])
+    assert _state(work) == _state(ref)
+    folders = [p for p in work.rglob("*") if p.is_dir() and p.name.startswith(".spill")]
+    assert not folders and not list(work.rglob(".*.tmp"))

@@ -13,10 +13,11 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 from test_online import _msg, event_lines, fake_models, run_once, thumbs, write  # noqa: F401
 
-from lfft import online_data, online_parts, stages
+from lfft import online_data, stages
 from lfft.config import (
     CleanConfig,
     CollectConfig,
@@ -94,26 +95,34 @@ def artifacts(layout: OnlineLayout) -> dict[str, list[dict]]:
 
 
 def _arm_kill(monkeypatch, where: str, after: int) -> None:
-    """Make the data update fail at ``where`` (once, after ``after`` calls)."""
+    """Make the data update fail once, after ``after`` calls of ``where``: a part write, the
+    index write, or the commit (after the manifest is replaced, before stale files go)."""
     calls = {"n": 0}
     target = {"write": "write", "index": "write_index", "commit": "commit"}[where]
-    original = getattr(PartStore, target)
+    original, tidy = getattr(PartStore, target), PartStore.tidy
+
+    def no_tidy(self, manifest):
+        raise Killed("commit")
 
     def failing(self, *args, **kwargs):
         calls["n"] += 1
-        if calls["n"] > after:
-            monkeypatch.setattr(PartStore, target, original)
-            if where == "commit":  # the manifest is written, the stale files not yet deleted
-                online_parts.write_json_atomic(self.manifest_path, {"torn": True})
-                raise Killed(where)
+        if calls["n"] <= after:
+            return original(self, *args, **kwargs)
+        monkeypatch.setattr(PartStore, target, original)
+        if where != "commit":
             raise Killed(where)
-        return original(self, *args, **kwargs)
+        monkeypatch.setattr(PartStore, "tidy", no_tidy)
+        try:
+            original(self, *args, **kwargs)  # the manifest is written, then tidy fails
+        finally:
+            monkeypatch.setattr(PartStore, "tidy", tidy)
 
     monkeypatch.setattr(PartStore, target, failing)
 
 
 @pytest.mark.parametrize(
-    ("seed", "kill"), [(0, ("write", 3)), (1, ("index", 0)), (2, ("write", 0))]
+    ("seed", "kill"),
+    [(0, ("write", 3)), (1, ("index", 0)), (2, ("write", 0)), (3, ("commit", 0))],
 )
 def test_random_rounds_equal_one_batch_run(tmp_path, fake_models, monkeypatch, seed, kill):  # noqa: F811
     rng = random.Random(seed)
@@ -228,3 +237,14 @@ def test_the_round_record_counts_what_the_files_hold(tmp_path, fake_models):  # 
         if not kind.endswith("_rejects"):
             assert totals["rows"][kind] == read_table(folder).num_rows, kind
     assert totals["rows"]["lines"] == 3 * 50 + 3
+
+
+def test_validation_is_capped_to_a_stable_sample():
+    """A round validates on at most val_max_rows rows, the same ones whatever the row order."""
+    ids = [f"s{i}:m2" for i in range(50)]
+    table = pa.table({"interaction_id": ids, "x": list(range(50))})
+    some = online_data.capped(table, 7)
+    again = online_data.capped(table.take(pa.array(range(49, -1, -1))), 7)
+    assert some.num_rows == 7 and set(some["x"].to_pylist()) <= set(range(50))
+    assert sorted(some["interaction_id"].to_pylist()) == sorted(again["interaction_id"].to_pylist())
+    assert online_data.capped(table, None).num_rows == online_data.capped(table, 50).num_rows == 50
