@@ -30,14 +30,12 @@ message arrives, and late feedback updates its interaction (see docs/online.md).
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import fcntl
 import json
 import random
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -56,8 +54,7 @@ from lfft.io import (
     write_table,
 )
 from lfft.model.checkpoint import CHECKPOINTS
-from lfft.online_parts import PartStore
-from lfft.online_state import consume, load_state, save_state
+from lfft.online_state import consume, load_state, lock, save_state
 from lfft.online_versions import (  # noqa: F401  (re-exported: lfft.online.X for users)
     INIT_VERSION,
     OnlineLayout,
@@ -131,7 +128,7 @@ def run_online(
             "consumed/; clean's merge_across_sessions also turns incremental off)"
         )
     records = []
-    with _lock(layout):
+    with lock(layout.root):
         while True:
             record = run_round(Path(logs), layout, cfg, stage_cfgs, console)
             if record is not None:
@@ -218,7 +215,7 @@ def rollback(work: str | Path, version: str) -> None:
     if not (layout.versions / version).is_dir():
         known = ", ".join(sorted(p.name for p in layout.versions.glob("v*"))) or "none"
         raise LfftError(f"{layout.versions / version}: no such version; known: {known}")
-    with _lock(layout):
+    with lock(layout.root):
         previous = read_current(layout)
         set_current(layout, version)
         _append_history(
@@ -291,14 +288,7 @@ def step_select(rd: Round) -> dict[str, Any]:
     base = rd.info["base"]["base"]
     if base is None:
         return {"train": False, "reason": "no training rows yet", "new": 0, "replay": 0}
-    store = PartStore(rd.work)
-    if store.exists():  # the digests were computed when each part was written
-        manifest = store.load()
-        table = store.read_all("train", manifest)
-        digests = store.read_all("digests", manifest).column("digest").to_pylist()
-    else:
-        table = read_table(rd.work.train, schema=SPLIT)
-        digests = row_digests(table)
+    table, digests = online_data.train_rows(rd.work)
     seen = read_seen(rd.work, base)
     is_new = [d not in seen for d in digests]
     new_idx = [i for i, flag in enumerate(is_new) if flag]
@@ -420,18 +410,6 @@ STEPS: list[tuple[str, Callable[[Round], dict[str, Any] | None]]] = [
 
 
 # --- small helpers --------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def _lock(layout: OnlineLayout) -> Iterator[None]:
-    """One ``lfft online`` per work folder."""
-    layout.root.mkdir(parents=True, exist_ok=True)
-    with open(layout.root / ".lock", "w") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise LfftError(f"{layout.root}: another lfft online is running on it") from None
-        yield
 
 
 def _round_of(path: Path) -> int:

@@ -39,9 +39,10 @@ from lfft.data.readers import iter_line_blocks, strip_eol
 from lfft.data.rejects import records_table, reject_record
 from lfft.data.split import split_table
 from lfft.hashing import stable_hashes
+from lfft.io import read_table
 from lfft.online_parts import INDEX, LINES, Manifest, PartStore
 from lfft.online_versions import OnlineLayout, row_digests
-from lfft.schemas import INTERACTIONS
+from lfft.schemas import INTERACTIONS, SPLIT
 
 MB = 1 << 20
 SMALL_SHARE = 4  # a part under part_mb / SMALL_SHARE is small
@@ -121,6 +122,18 @@ def full_rebuild(layout: OnlineLayout, cfgs: dict[str, Any]) -> dict[str, Any]:
         name: {"rows_in": r.rows_in, "rows_out": r.rows_out, "rejects": dict(r.rejects)}
         for name, r in results.items()
     }
+
+
+def train_rows(layout: OnlineLayout) -> tuple[pa.Table, list[str]]:
+    """The train split and the digest of each row (:func:`row_digests`): stored with each part
+    by incremental rounds, computed here after full ones."""
+    store = PartStore(layout)
+    if not store.exists():
+        table = read_table(layout.train, schema=SPLIT)
+        return table, row_digests(table)
+    manifest = store.load()
+    digests = store.read_all("digests", manifest).column("digest").to_pylist()
+    return store.read_all("train", manifest), digests
 
 
 def capped(table: pa.Table, max_rows: int | None) -> pa.Table:

@@ -22,10 +22,13 @@ plain file's offset are consumed.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import os
 import shutil
 import zlib
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -290,3 +293,16 @@ def copy_file_atomic(src: Path, dst: Path) -> None:
     """Copy a file to ``dst`` so that ``dst`` is either absent or complete."""
     with atomic_path(dst) as tmp:
         shutil.copyfile(src, tmp)
+
+
+@contextlib.contextmanager
+def lock(root: Path) -> Iterator[None]:
+    """One ``lfft online`` per work folder: a ``flock`` on ``root/.lock``, released by the
+    kernel when the process dies (a crash leaves no stale lock)."""
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / ".lock", "w") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise LfftError(f"{root}: another lfft online is running on it") from None
+        yield

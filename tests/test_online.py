@@ -370,7 +370,7 @@ def test_old_versions_are_pruned_but_current_is_kept(tmp_path):
 
 def test_one_online_process_per_work_folder(tmp_path):
     layout = online.OnlineLayout(tmp_path / "work")
-    with online._lock(layout), pytest.raises(LfftError, match="another lfft online"):
+    with online.lock(layout.root), pytest.raises(LfftError, match="another lfft online"):
         online.run_online(tmp_path, layout.root, CFG, once=True, console=_quiet())
 
 
