@@ -66,7 +66,7 @@ INTENDED = ("fsdp-", "-fb", "trainer_state.pt: /rng/torch")
 
 def prepare(work: Path) -> None:
     """The toy splits and the tiny starting checkpoint of the test suite (tests/conftest.py)."""
-    sys.path.insert(0, str(ROOT))
+    sys.path[:0] = [str(ROOT), str(ROOT / "tests")]  # conftest imports tests/browser.py
     from lfft.config import InitConfig
     from lfft.model.init import init
     from tests.conftest import make_model_rows, write_model_split

@@ -170,7 +170,8 @@ def schedule(names: list[str], trl: list[str], rounds: int, trl_rounds: int) -> 
     return out
 
 
-def main() -> None:
+def parser() -> argparse.ArgumentParser:
+    """The options (bench/train_work_ab.py parses the settings of its runs with them too)."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--steps", type=int, default=8)
     p.add_argument("--warmup", type=int, default=2, help="untimed first steps (also lfft's log)")
@@ -184,7 +185,11 @@ def main() -> None:
     p.add_argument("--data", type=Path, default=DATA, help="a KTO demo file (LLaMA-Factory)")
     p.add_argument("--only", help=argparse.SUPPRESS)
     p.add_argument("--work", help=argparse.SUPPRESS)
-    args = p.parse_args()
+    return p
+
+
+def main() -> None:
+    args = parser().parse_args()
     if args.only:
         child(args.only, Path(args.work), args)
         return

@@ -7,8 +7,8 @@ machine's load falls on both alike. A benchmark for refactors of the training co
 Both trees train the same GPT-2 (4 layers, width 64) on the same data with the same settings (those
 of ``train_throughput.py``: ``--steps``, ``--batch-size``, ...); the lfft under test is chosen by
 ``PYTHONPATH``. ``--bench`` picks the ``train_throughput.py`` that is run (it finds its data
-relative to its own folder). Prints useful tokens per CPU second per run and round and the
-new/base ratio of the best of the rounds.
+relative to its own folder); ``--new`` puts another tree than this one under test. Prints useful
+tokens per CPU second per run and round and the new/base ratio of the best of the rounds.
 """
 
 from __future__ import annotations
@@ -40,11 +40,12 @@ def child(bench: Path, tree: Path, name: str, work: Path, passed: list[str]) -> 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--base", required=True, type=Path, help="the other source tree (old code)")
+    p.add_argument("--new", type=Path, default=ROOT, help="the tree under test (default: this)")
     p.add_argument("--bench", type=Path, default=ROOT / "bench" / "train_throughput.py")
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--runs", default=",".join(RUNS), help="comma-separated runs")
     args, passed = p.parse_known_args()  # the rest goes to train_throughput.py
-    trees = {"base": args.base.resolve(), "new": ROOT}
+    trees = {"base": args.base.resolve(), "new": args.new.resolve()}
     names = args.runs.split(",")
     rates: dict[tuple[str, str], list[float]] = {}
     with tempfile.TemporaryDirectory(prefix="lfft-ab-") as tmp:
