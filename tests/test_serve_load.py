@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import signal
@@ -32,7 +33,7 @@ def _chat(url: str, i: int) -> str | None:
             status, out = post(url + "/chat/completions", body)
             return out["id"] if status == 200 else None
         return _stream(url, body)
-    except OSError:
+    except (OSError, http.client.HTTPException):  # the kill can cut a response in half
         return None
 
 
