@@ -31,9 +31,13 @@ def atomic_path(final: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path beside ``final``; rename it onto ``final`` if the block succeeds.
 
     Works for files and folders. On error the temporary is removed and ``final`` is untouched.
+    A folder replacing a folder takes three renames (POSIX cannot swap two folders in one):
+    the new one to ``.{name}.new`` (complete from then on), the old one aside, the new one in;
+    :func:`recover_swap` finishes a swap a kill interrupted, and runs first here.
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
+    recover_swap(final)
     fd, tmp_name = tempfile.mkstemp(
         prefix=f".{final.name}.", suffix=suffix + ".tmp", dir=final.parent
     )
@@ -43,10 +47,10 @@ def atomic_path(final: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     try:
         yield tmp
         if final.is_dir() and not final.is_symlink():
-            old = final.with_name(f".{final.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
+            new, old = _swap_names(final)
+            tmp.rename(new)
             final.rename(old)
-            tmp.rename(final)
+            new.rename(final)
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, final)
@@ -56,6 +60,25 @@ def atomic_path(final: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
         else:
             tmp.unlink(missing_ok=True)
         raise
+
+
+def recover_swap(final: str | os.PathLike) -> None:
+    """Finish a folder swap of :func:`atomic_path` that a kill interrupted: a complete new
+    folder (``.{name}.new``) goes in, and the old one, set aside, goes."""
+    final = Path(final)
+    new, old = _swap_names(final)
+    if new.is_dir():
+        if final.is_dir():
+            shutil.rmtree(old, ignore_errors=True)
+            final.rename(old)
+        new.rename(final)
+    elif old.is_dir() and not final.exists():  # set aside by the code before ``.new`` existed
+        old.rename(final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _swap_names(final: Path) -> tuple[Path, Path]:
+    return final.with_name(f".{final.name}.new"), final.with_name(f".{final.name}.old")
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:

@@ -171,3 +171,28 @@ def test_partition_store_gives_each_session_its_records_in_order(tmp_path, budge
     assert got == {f"s{i}": records[i::7] for i in range(7)}
     assert (store.spilled > 0) == (budget < 1 << 30)
     assert list(tmp_path.iterdir()) == []  # spill files removed once read
+
+
+@pytest.mark.parametrize("killed_after", ["new ready", "old set aside", "new in"])
+def test_a_folder_swap_killed_between_its_renames_is_finished(tmp_path, killed_after):
+    """A kill at any point of a folder swap leaves a state from which the next write (or
+    ``recover_swap``) gets the complete new folder in place, and nothing set aside."""
+    from lfft.io import atomic_path, recover_swap
+
+    final = tmp_path / "best"
+    new, old = tmp_path / ".best.new", tmp_path / ".best.old"
+    for folder, text in ((final, "v1"), (new, "v2")):
+        folder.mkdir()
+        (folder / "w.txt").write_text(text)
+    if killed_after in ("old set aside", "new in"):
+        final.rename(old)
+    if killed_after == "new in":
+        new.rename(final)
+    recover_swap(final)
+    assert (final / "w.txt").read_text() == "v2"
+    assert not new.exists() and not old.exists()
+    with atomic_path(final) as tmp:  # and the next swap works from there
+        tmp.mkdir()
+        (tmp / "w.txt").write_text("v3")
+    assert (final / "w.txt").read_text() == "v3"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best"]

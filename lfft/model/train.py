@@ -27,7 +27,7 @@ from rich.console import Console
 
 from lfft.config import TrainConfig, as_dict
 from lfft.errors import LfftError, NoUsableRows
-from lfft.io import _hash_json, fingerprints, write_table
+from lfft.io import _hash_json, fingerprints, recover_swap, write_table
 from lfft.model import checkpoint, defaults, distributed, objectives, report_to
 from lfft.model.batching import Batch, plan
 from lfft.model.device import pick_device, pick_dtype
@@ -202,6 +202,7 @@ def train(
 
     # --- the final model (the best one with early stopping; LoRA merged), metrics, lfft.json ---
     best = checkpoint.best_dir(out)
+    recover_swap(best)  # a kill while best/ was being replaced
     if cfg.patience > 0 and state.best_step not in (None, state.step) and best.exists():
         checkpoint.load_weights(model, best, device, cfg.lora)
     save(out, state, final=True)
