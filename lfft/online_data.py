@@ -304,8 +304,7 @@ class Buckets:
         if self.k == 1:
             self.held[0].append(table)
             return
-        which = [0 if s is None else zlib.crc32(s.encode()) % self.k for s in sessions.to_pylist()]
-        which = pa.array(which, pa.int32())
+        which = pa.array([_bucket(s, self.k) for s in sessions.to_pylist()], pa.int32())
         for i in range(self.k):
             part = table.filter(pc.equal(which, i))
             if part.num_rows:
@@ -327,6 +326,13 @@ class Buckets:
 
     def close(self) -> None:
         self.held = []
+
+
+def _bucket(session: str | None, k: int) -> int:
+    """The new part of a session (lines no session claims go to part 0)."""
+    if session is None:
+        return 0
+    return zlib.crc32(session.encode("utf-8", "surrogatepass")) % k
 
 
 def _index_rows(sessions: pa.ChunkedArray, part: str) -> pa.Table:
