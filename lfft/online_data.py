@@ -39,7 +39,7 @@ from lfft.data.readers import iter_line_blocks, strip_eol
 from lfft.data.rejects import records_table, reject_record
 from lfft.data.split import split_table
 from lfft.hashing import stable_hashes
-from lfft.io import read_table
+from lfft.io import atomic_path, read_table
 from lfft.online_parts import INDEX, LINES, Manifest, PartStore
 from lfft.online_versions import OnlineLayout, row_digests
 from lfft.schemas import INTERACTIONS, SPLIT
@@ -109,8 +109,13 @@ def incremental(cfg: OnlineConfig, stage_cfgs: dict[str, Any]) -> bool:
 
 def full_rebuild(layout: OnlineLayout, cfgs: dict[str, Any]) -> dict[str, Any]:
     """The four batch stages over everything consumed so far (each round's cost grows with
-    the log: what incremental rounds avoid)."""
-    PartStore(layout).reset()  # a folder that held incremental parts before
+    the log: what incremental rounds avoid). A work folder that held incremental parts gets
+    back the consumed files they compacted away (``keep_consumed = false``), then loses the
+    parts."""
+    store = PartStore(layout)
+    if store.exists():
+        restore_consumed(store)
+    store.reset()
     w = layout
     results = {
         "collect": stages.collect([w.consumed], w.interactions, cfgs["collect"]),
@@ -122,6 +127,29 @@ def full_rebuild(layout: OnlineLayout, cfgs: dict[str, Any]) -> dict[str, Any]:
         name: {"rows_in": r.rows_in, "rows_out": r.rows_out, "rejects": dict(r.rejects)}
         for name, r in results.items()
     }
+
+
+def restore_consumed(store: PartStore) -> list[int]:
+    """Write back, byte for byte, every ``consumed/rNNNN.jsonl`` the parts hold lines of and
+    that is gone (the parts keep each line with its round and line number); returns the
+    rounds restored."""
+    manifest, layout = store.load(), store.layout
+    tables = []
+    for part in sorted(manifest.parts):
+        rounds = store.read("lines", part, manifest, ["round"]).column("round")
+        missing = [r for r in pc.unique(rounds).to_pylist() if not layout.part(r).exists()]
+        if missing:
+            lines = store.read("lines", part, manifest, ["round", "line", "raw"])
+            tables.append(lines.filter(pc.is_in(lines.column("round"), pa.array(missing))))
+    if not tables:
+        return []
+    lines = pa.concat_tables(tables).sort_by([("round", "ascending"), ("line", "ascending")])
+    restored = pc.unique(lines.column("round")).to_pylist()
+    for rnd in restored:
+        raw = lines.filter(pc.equal(lines.column("round"), rnd)).column("raw").to_pylist()
+        with atomic_path(layout.part(rnd)) as tmp:
+            tmp.write_bytes(b"".join(raw))
+    return restored
 
 
 def train_rows(layout: OnlineLayout) -> tuple[pa.Table, list[str]]:

@@ -201,6 +201,24 @@ def test_without_the_consumed_copy_the_parts_hold_every_line(tmp_path, fake_mode
     assert artifacts(OnlineLayout(dropped)) == artifacts(OnlineLayout(kept))
 
 
+def test_full_rounds_after_compaction_get_the_consumed_log_back(tmp_path, fake_models):  # noqa: F811
+    """Rounds that dropped consumed/ (keep_consumed = false), then full rounds: the consumed
+    files come back byte for byte from the parts before the parts go, and no line is lost."""
+    logs, work = tmp_path / "logs", tmp_path / "work"
+    lean = OnlineConfig(max_steps=1, keep_versions=0, part_mb=0.004, keep_consumed=False)
+    full = OnlineConfig(max_steps=1, keep_versions=0, incremental=False)
+    write(logs / "a.jsonl", event_lines(range(0, 20)) + ["not json"])
+    run_once(logs, work, lean)
+    write(logs / "a.jsonl", event_lines(range(20, 30)) + [thumbs("s2", 5, "up")])
+    run_once(logs, work, lean)
+    assert not list((work / "consumed").glob("*.jsonl"))
+    write(logs / "a.jsonl", [thumbs("s3", 6, "up")])
+    run_once(logs, work, full)
+    consumed = b"".join(p.read_bytes() for p in sorted((work / "consumed").glob("*.jsonl")))
+    assert consumed == (logs / "a.jsonl").read_bytes()
+    assert artifacts(OnlineLayout(work)) == artifacts(batch_run(work, tmp_path / "batch"))
+
+
 def test_full_rounds_and_incremental_rounds_switch_cleanly(tmp_path, fake_models):  # noqa: F811
     """Turning incremental off (or on) in an existing work folder rebuilds the artifacts in
     the other layout, with the same rows."""
