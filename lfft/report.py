@@ -114,6 +114,13 @@ def print_round(record: dict[str, Any], console: Any) -> None:
     consumed = record["consumed"]
     table.add_row("lines consumed", f"{consumed['lines']:,} from {len(consumed['files'])} file(s)")
     table.add_row("interactions", f"{record['interactions']:,}")
+    if "update" in record:  # incremental rounds: what the data update recomputed
+        u = record["update"]
+        table.add_row(
+            "data update",
+            f"{u['sessions_touched']:,} sessions recomputed, {u['parts_rewritten']} of "
+            f"{u['parts']} parts rewritten, {u['seconds']:.2f} s",
+        )
     table.add_row("new / replayed rows", f"{record['new_rows']:,} / {record['replay_rows']:,}")
     table.add_row("trained", record["version"] or f"no ({record.get('reason', '')})")
     for who in ("candidate", "base"):

@@ -10,14 +10,16 @@ batch run of collect, clean, normalize and split over every consumed line.
 
 from __future__ import annotations
 
+import io
 import random
 from pathlib import Path
 
 import pyarrow as pa
 import pytest
+from rich.console import Console
 from test_online import _msg, event_lines, fake_models, run_once, thumbs, write  # noqa: F401
 
-from lfft import online_data, stages
+from lfft import online, online_data, stages
 from lfft.config import (
     CleanConfig,
     CollectConfig,
@@ -177,8 +179,11 @@ def test_late_feedback_touches_only_its_session(tmp_path, fake_models):  # noqa:
     parts = first["update"]["parts"]
     assert first["update"]["parts_new"] > 1 and parts > 1
     write(logs / "a.jsonl", [thumbs("s7", 99, "up")])
-    second = run_once(logs, work, cfg)
+    console = Console(file=io.StringIO(), width=200)
+    [second] = online.run_online(logs, work, cfg, once=True, console=console)
     u = second["update"]
+    shown = console.file.getvalue()
+    assert f"1 sessions recomputed, 1 of {parts + 1} parts rewritten" in shown
     assert (u["lines_new"], u["sessions_touched"], u["parts_rewritten"]) == (1, 1, 1)
     assert u["parts"] == parts + 1  # the session moved to a part of its own
     rows = read_table(OnlineLayout(work).normalized).to_pylist()
