@@ -266,6 +266,7 @@ class OnlineConfig:
     gate_metrics: list[str] = opt(["nll_pos", "brier"], "Gate metrics (lower is better).")
     gate_max_rows: int | None = opt(2_000, "Rows of the frozen gate set scored.", ge=1)
     val_max_rows: int | None = opt(2_000, "Validation rows of a round's training.", ge=1)
+    gate_refresh: int = opt(0, "Refreeze the gate from the newest test rows every N rounds.", ge=0)
     max_steps: int = opt(50, "Training steps per round.", ge=0)
     keep_versions: int = opt(10, "Newest versions kept on disk (0 = all).", ge=0)
     seed: int = opt(0, "Seed of replay sampling.")

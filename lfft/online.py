@@ -49,6 +49,7 @@ from lfft.errors import ConfigError, LfftError
 from lfft.io import (
     count_rows,
     fingerprints,
+    read_meta,
     read_table,
     write_json_atomic,
     write_table,
@@ -252,13 +253,22 @@ def step_data(rd: Round) -> dict[str, Any]:
 
 
 def step_gate(rd: Round) -> dict[str, Any]:
-    """Freeze the gate set: the test split of the first round that has test rows."""
-    gate = rd.work.gate
-    if not gate.exists() and count_rows(rd.work.test) > 0:
-        meta = make_metadata("online-gate", inputs=fingerprints([rd.work.test]), round=rd.n)
-        write_table(gate, read_table(rd.work.test, schema=SPLIT), SPLIT, meta)
-        rd.say(f"  ✓ gate      frozen: {count_rows(gate):,} rows")
-    return {"gate_rows": count_rows(gate) if gate.exists() else 0}
+    """Freeze the gate set: the test split of the first round that has test rows; with
+    ``gate_refresh`` N, again every N rounds from the newest test rows (live traffic), so the
+    gate follows what users ask and like now."""
+    gate, test = rd.work.gate, rd.work.test
+    since = read_meta(gate).get("round", 0) if gate.exists() else None
+    every = rd.cfg.gate_refresh
+    refresh = since is not None and every > 0 and rd.n - since >= every
+    if (since is None or refresh) and count_rows(test) > 0:
+        rows = read_table(test, schema=SPLIT)
+        if refresh:
+            rows = online_data.newest(rows, rd.cfg.gate_max_rows)
+        meta = make_metadata("online-gate", inputs=fingerprints([test]), round=rd.n)
+        write_table(gate, rows, SPLIT, meta)
+        since = rd.n
+        rd.say(f"  ✓ gate      {'refreshed' if refresh else 'frozen'}: {rows.num_rows:,} rows")
+    return {"gate_rows": count_rows(gate) if gate.exists() else 0, "gate_round": since}
 
 
 def step_base(rd: Round) -> dict[str, Any]:
@@ -375,6 +385,7 @@ def step_finish(rd: Round) -> dict[str, Any]:
         "interactions": data["collect"]["rows_out"],
         "rejects": {k: data[k]["rejects"] for k in ("collect", "clean", "normalize", "split")},
         "gate_rows": info["gate"]["gate_rows"],
+        "gate_round": info["gate"].get("gate_round"),
         "base": info["base"]["base"],
         "new_rows": info["select"]["new"],
         "replay_rows": info["select"]["replay"],

@@ -174,6 +174,15 @@ def capped(table: pa.Table, max_rows: int | None) -> pa.Table:
     return table.take(pa.array(keep))
 
 
+def newest(table: pa.Table, max_rows: int | None) -> pa.Table:
+    """The ``max_rows`` newest rows of ``table`` (by ``ts``; rows without one last)."""
+    if max_rows is None or table.num_rows <= max_rows:
+        return table
+    keys = [("ts", "descending", "at_end"), ("interaction_id", "ascending", "at_end")]
+    order = pc.sort_indices(table, sort_keys=keys)
+    return table.take(order[:max_rows])
+
+
 # --- one update -------------------------------------------------------------------------------
 
 

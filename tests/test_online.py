@@ -611,3 +611,27 @@ def test_cli_needs_logs_unless_rolling_back(tmp_path):
     )
     assert proc.returncode == 1
     assert proc.stderr.startswith("error: --logs is required")
+
+
+@pytest.mark.parametrize("refresh", [0, 1])
+def test_the_gate_is_frozen_or_refreshed_from_the_newest_test_rows(tmp_path, fake_models, refresh):
+    """gate_refresh 0 keeps the first gate set; 1 refreezes it each round from the newest test
+    rows (at most gate_max_rows), and the record says which round's gate judged it."""
+    logs, work = tmp_path / "logs", tmp_path / "work"
+    cfg = OnlineConfig(max_steps=1, keep_versions=0, gate_refresh=refresh, gate_max_rows=3)
+    write(logs / "a.jsonl", event_lines(range(0, 40)))
+    first = run_once(logs, work, cfg)
+    frozen = read_table(work / "gate.parquet").column("interaction_id").to_pylist()
+    write(logs / "a.jsonl", event_lines(range(1000, 1040)))  # newer sessions (later ts)
+    second = run_once(logs, work, cfg)
+    gate = read_table(work / "gate.parquet")
+    assert first["gate_round"] == 1
+    if not refresh:
+        assert gate.column("interaction_id").to_pylist() == frozen
+        assert second["gate_round"] == 1
+        return
+    test = read_table(work / "splits" / "test.parquet").sort_by([("ts", "descending")])
+    newest = test.column("interaction_id").to_pylist()[:3]
+    assert sorted(gate.column("interaction_id").to_pylist()) == sorted(newest)
+    assert all(i.startswith("s10") for i in newest)  # rows of the new sessions
+    assert second["gate_round"] == 2 and second["gate_rows"] == 3
