@@ -43,7 +43,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from lfft import online_data, stages
+from lfft import online_data, online_rows, stages
 from lfft.config import STAGE_CONFIGS, OnlineConfig, as_dict, build, load_toml
 from lfft.errors import ConfigError, LfftError
 from lfft.io import (
@@ -263,7 +263,7 @@ def step_gate(rd: Round) -> dict[str, Any]:
     if (since is None or refresh) and count_rows(test) > 0:
         rows = read_table(test, schema=SPLIT)
         if refresh:
-            rows = online_data.newest(rows, rd.cfg.gate_max_rows)
+            rows = online_rows.newest(rows, rd.cfg.gate_max_rows)
         meta = make_metadata("online-gate", inputs=fingerprints([test]), round=rd.n)
         write_table(gate, rows, SPLIT, meta)
         since = rd.n
@@ -298,7 +298,7 @@ def step_select(rd: Round) -> dict[str, Any]:
     base = rd.info["base"]["base"]
     if base is None:
         return {"train": False, "reason": "no training rows yet", "new": 0, "replay": 0}
-    table, digests = online_data.train_rows(rd.work)
+    table, digests = online_rows.train_rows(rd.work)
     seen = read_seen(rd.work, base)
     is_new = [d not in seen for d in digests]
     new_idx = [i for i, flag in enumerate(is_new) if flag]
@@ -317,7 +317,7 @@ def step_select(rd: Round) -> dict[str, Any]:
         round=rd.n,
     )
     write_table(rd.dir / "data" / "train.parquet", picked, SPLIT, meta)
-    val = online_data.capped(read_table(rd.work.val, schema=SPLIT), rd.cfg.val_max_rows)
+    val = online_rows.capped(read_table(rd.work.val, schema=SPLIT), rd.cfg.val_max_rows)
     write_table(rd.dir / "data" / "val.parquet", val, SPLIT, make_metadata("online-val"))
     write_seen(rd.dir / "seen.parquet", seen | {digests[i] for i in new_idx})
     rd.say(f"  ✓ select    {len(new_idx):,} new + {k:,} replayed rows")

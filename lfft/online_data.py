@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.ipc as ipc
@@ -38,11 +37,10 @@ from lfft.data.normalize import normalize_table
 from lfft.data.readers import iter_line_blocks, strip_eol
 from lfft.data.rejects import records_table, reject_record
 from lfft.data.split import split_table
-from lfft.hashing import stable_hashes
-from lfft.io import atomic_path, read_table
+from lfft.io import atomic_path
 from lfft.online_parts import INDEX, LINES, Manifest, PartStore
 from lfft.online_versions import OnlineLayout, row_digests
-from lfft.schemas import INTERACTIONS, SPLIT
+from lfft.schemas import INTERACTIONS
 
 MB = 1 << 20
 SMALL_SHARE = 4  # a part under part_mb / SMALL_SHARE is small
@@ -150,37 +148,6 @@ def restore_consumed(store: PartStore) -> list[int]:
         with atomic_path(layout.part(rnd)) as tmp:
             tmp.write_bytes(b"".join(raw))
     return restored
-
-
-def train_rows(layout: OnlineLayout) -> tuple[pa.Table, list[str]]:
-    """The train split and the digest of each row (:func:`row_digests`): stored with each part
-    by incremental rounds, computed here after full ones."""
-    store = PartStore(layout)
-    if not store.exists():
-        table = read_table(layout.train, schema=SPLIT)
-        return table, row_digests(table)
-    manifest = store.load()
-    digests = store.read_all("digests", manifest).column("digest").to_pylist()
-    return store.read_all("train", manifest), digests
-
-
-def capped(table: pa.Table, max_rows: int | None) -> pa.Table:
-    """At most ``max_rows`` rows of ``table``: those whose ``interaction_id`` hashes lowest, so
-    the same rows stay in as the table grows (a validation set comparable round to round)."""
-    if max_rows is None or table.num_rows <= max_rows:
-        return table
-    hashes = stable_hashes(table.column("interaction_id").to_pylist(), table.num_rows)
-    keep = np.sort(np.argsort(hashes, kind="stable")[:max_rows])
-    return table.take(pa.array(keep))
-
-
-def newest(table: pa.Table, max_rows: int | None) -> pa.Table:
-    """The ``max_rows`` newest rows of ``table`` (by ``ts``; rows without one last)."""
-    if max_rows is None or table.num_rows <= max_rows:
-        return table
-    keys = [("ts", "descending", "at_end"), ("interaction_id", "ascending", "at_end")]
-    order = pc.sort_indices(table, sort_keys=keys)
-    return table.take(order[:max_rows])
 
 
 # --- one update -------------------------------------------------------------------------------

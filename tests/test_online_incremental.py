@@ -19,7 +19,7 @@ import pytest
 from rich.console import Console
 from test_online import _msg, event_lines, fake_models, run_once, thumbs, write  # noqa: F401
 
-from lfft import online, online_data, stages
+from lfft import online, online_data, online_rows, stages
 from lfft.config import (
     CleanConfig,
     CollectConfig,
@@ -266,8 +266,8 @@ def test_validation_is_capped_to_a_stable_sample():
     """A round validates on at most val_max_rows rows, the same ones whatever the row order."""
     ids = [f"s{i}:m2" for i in range(50)]
     table = pa.table({"interaction_id": ids, "x": list(range(50))})
-    some = online_data.capped(table, 7)
-    again = online_data.capped(table.take(pa.array(range(49, -1, -1))), 7)
+    some = online_rows.capped(table, 7)
+    again = online_rows.capped(table.take(pa.array(range(49, -1, -1))), 7)
     assert some.num_rows == 7 and set(some["x"].to_pylist()) <= set(range(50))
     assert sorted(some["interaction_id"].to_pylist()) == sorted(again["interaction_id"].to_pylist())
-    assert online_data.capped(table, None).num_rows == online_data.capped(table, 50).num_rows == 50
+    assert online_rows.capped(table, None).num_rows == online_rows.capped(table, 50).num_rows == 50
