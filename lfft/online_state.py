@@ -26,7 +26,6 @@ import contextlib
 import fcntl
 import hashlib
 import os
-import shutil
 import zlib
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -287,12 +286,6 @@ def _head_hash(path: Path, n: int) -> str:
 
 def _hash(data: bytes) -> str:
     return hashlib.blake2b(data, digest_size=8).hexdigest()
-
-
-def copy_file_atomic(src: Path, dst: Path) -> None:
-    """Copy a file to ``dst`` so that ``dst`` is either absent or complete."""
-    with atomic_path(dst) as tmp:
-        shutil.copyfile(src, tmp)
 
 
 @contextlib.contextmanager
