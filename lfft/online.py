@@ -246,8 +246,8 @@ def step_data(rd: Round) -> dict[str, Any]:
     if "update" in info:
         u = info["update"]
         rd.say(
-            f"  ✓ update    {u.get('sessions_touched', 0):,} sessions touched, "
-            f"{u.get('parts_rewritten', 0)} parts rewritten, {u.get('seconds', 0):.2f} s"
+            f"  ✓ update    {u['sessions_touched']:,} sessions touched, "
+            f"{u['parts_rewritten']} parts rewritten, {u['seconds']:.2f} s"
         )
     return info
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.ipc as ipc
@@ -157,7 +158,8 @@ def _apply(store: PartStore, manifest: Manifest, ctx: Context, n: int, part_byte
     rounds = [r for r in range(manifest.round + 1, n + 1) if ctx.layout.part(r).exists()]
     size = sum(ctx.layout.part(r).stat().st_size for r in rounds)
     k = max(1, -(-size // part_bytes))  # new parts: enough to keep each under part_bytes
-    with tempfile.TemporaryDirectory(prefix=".spill-", dir=_mkdir(store.state)) as tmp:
+    store.state.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".spill-", dir=store.state) as tmp:
         buckets = Buckets(k, Path(tmp))
         lines_new = 0
         for table in _new_lines(rounds, ctx, buckets):
@@ -308,11 +310,13 @@ class Buckets:
         if self.k == 1:
             self.held[0].append(table)
             return
-        which = pa.array([_bucket(s, self.k) for s in sessions.to_pylist()], pa.int32())
+        which = np.array([_bucket(s, self.k) for s in sessions.to_pylist()], np.int64)
+        order = np.argsort(which, kind="stable")  # each part's lines keep their read order
+        bounds = np.searchsorted(which[order], np.arange(self.k + 1))
+        table = table.take(pa.array(order))
         for i in range(self.k):
-            part = table.filter(pc.equal(which, i))
-            if part.num_rows:
-                self.files[i].write_table(part)
+            if bounds[i] < bounds[i + 1]:
+                self.files[i].write_table(table.slice(bounds[i], bounds[i + 1] - bounds[i]))
 
     def tables(self) -> Iterator[tuple[int, pa.Table]]:
         """Each new part's number and lines in read order (lines that did not parse, if any,
@@ -379,8 +383,3 @@ def _repoint(index: pa.Table, merged: dict[str, list[str]]) -> pa.Table:
     where = pc.index_in(index.column("part"), value_set=pa.array(olds))
     part = pc.coalesce(pa.array(news).take(where), index.column("part"))
     return index.set_column(1, "part", part)
-
-
-def _mkdir(path: Path) -> Path:
-    path.mkdir(parents=True, exist_ok=True)
-    return path
