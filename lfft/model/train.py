@@ -115,7 +115,8 @@ def train(
     warmup = min(cfg.warmup_steps, total // 2)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(warmup, total))
     scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
-    info = run_info(cfg, base_info, model_dir, trainset, valset, settings, packed)
+    compiled = inner(model).compiled
+    info = run_info(cfg, base_info, model_dir, trainset, valset, settings, packed, compiled)
     info.update(inputs=inputs, fingerprint=run_id, **chosen.record())
     if ctx is not None:
         info["distributed"] = distributed.info(ctx)

@@ -22,6 +22,7 @@ from lfft.errors import LfftError
 from lfft.io import read_table
 from lfft.model import checkpoint
 from lfft.model.batching import Batch, Example, collate, pack, plan, plan_pad_share, use_packing
+from lfft.model.compile import compile_model
 from lfft.model.feedback_lm import FeedbackLM
 from lfft.model.forward import packing_works, unwrap
 from lfft.model.objectives import (
@@ -89,9 +90,9 @@ def load_for_training(
         unwrap(lm).gradient_checkpointing_enable(
             gradient_checkpointing_kwargs={"use_reentrant": False}
         )
-    if cfg.compile:
-        unwrap(lm).base_model.compile(dynamic=True)
+    compiled = compile_model(lm, cfg.compile_scope) if cfg.compile else None
     model = FeedbackLM(lm, head, train_head).train()
+    model.compiled = compiled  # what lfft.json records (run_info)
     ref = None
     if cfg.objective in NEEDS_REFERENCE and not cfg.lora:
         ref_lm = checkpoint.load_model(model_dir, device)
@@ -204,8 +205,10 @@ def run_info(
     valset: TrainSet | None,
     settings: LossSettings,
     packed: bool,
+    compiled: str | None = None,
 ) -> dict[str, Any]:
-    """What ``lfft.json`` records about the run (``base``: the starting checkpoint's)."""
+    """What ``lfft.json`` records about the run (``base``: the starting checkpoint's;
+    ``compiled``: what ``--compile`` compiled, see :func:`lfft.model.compile.compile_model`)."""
     counts = {"train_" + k: v for k, v in trainset.counts.items()}
     if valset:
         counts.update({"val_" + k: v for k, v in valset.counts.items()})
@@ -219,6 +222,7 @@ def run_info(
         "trust_remote_code": base.get("trust_remote_code", False),
         "loss": asdict(settings),
         "packing": packed,
+        "compiled": compiled,
     }
 
 
