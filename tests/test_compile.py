@@ -73,6 +73,16 @@ def test_layers_are_found_by_shape_not_name():
     assert list(lm.state_dict()) == keys  # no `_orig_mod.` in what a checkpoint saves
 
 
+def test_layers_are_found_under_lora():
+    peft = pytest.importorskip("peft")
+    config = peft.LoraConfig(r=2, target_modules="all-linear", task_type="CAUSAL_LM")
+    lm = peft.get_peft_model(_gpt2(), config)
+    keys = list(lm.state_dict())
+    assert compile_model(lm, "layers") == "layers (3 x GPT2Block)"
+    assert all(block._compiled_call_impl is not None for block in lm.base_model.model.transformer.h)
+    assert list(lm.state_dict()) == keys
+
+
 def test_model_scope_compiles_the_backbone():
     lm = _gpt2()
     assert compile_model(lm, "model") == "model"
