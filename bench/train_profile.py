@@ -22,6 +22,7 @@ CUDA synchronize), the first one counted from the optimizer's creation.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -120,6 +121,8 @@ def one_run(args, scope: str, profile: bool) -> dict:
             torch.cuda.synchronize()
         return time.perf_counter()
 
+    # train() looks these up in its module when it starts: wrapped, they count each step's
+    # tokens and mark the loop's start (no hook in the library for either)
     make_batch, adamw = train_mod.make_batch, train_mod.adamw
 
     def counted_batch(*a):
@@ -148,12 +151,8 @@ def one_run(args, scope: str, profile: bool) -> dict:
         prof = torch.profiler.profile(activities=acts, schedule=plan, on_trace_ready=ready)
     train_mod.make_batch, train_mod.adamw = counted_batch, timed_adamw
     hook = register_optimizer_step_post_hook(stepped)
-    with tempfile.TemporaryDirectory() as out:
-        if prof is not None:
-            with prof:
-                train_mod.train(args.model, args.splits, Path(out) / "run", cfg)
-        else:
-            train_mod.train(args.model, args.splits, Path(out) / "run", cfg)
+    with tempfile.TemporaryDirectory() as out, prof or contextlib.nullcontext():
+        train_mod.train(args.model, args.splits, Path(out) / "run", cfg)
     hook.remove()
     steps = [b - a for a, b in zip(marks, marks[1:], strict=False)]
     steady = statistics.median(steps[args.warmup :])
