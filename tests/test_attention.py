@@ -11,7 +11,7 @@ import torch
 
 from lfft import cli
 from lfft.config import TrainConfig
-from lfft.errors import ConfigError
+from lfft.errors import ConfigError, LfftError
 from lfft.model.attention import current, set_attention
 from lfft.model.batching import collate, encode, pack
 from lfft.model.checkpoint import load
@@ -66,6 +66,14 @@ def test_auto_is_sdpa_on_the_cpu_and_for_padded_batches(model_parts):
 def test_an_unknown_kernel_is_a_config_error(model_parts):
     with pytest.raises(ConfigError, match="--attention 'flash': expected one of auto, sdpa"):
         set_attention(model_parts[0], "flash", packed=True, device=CPU)
+
+
+def test_flex_attention_on_the_cpu_is_refused_before_training(model_parts):
+    """torch has no flex_attention backward on the CPU: asked for, it fails at once, not at the
+    first backward."""
+    with pytest.raises(LfftError, match="flex_attention needs a CUDA GPU"):
+        set_attention(model_parts[0], "flex_attention", packed=True, device=CPU)
+    assert current(model_parts[0]) != "flex_attention"
 
 
 def test_attention_is_an_option_and_a_bad_value_one_line(capsys):

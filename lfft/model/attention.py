@@ -9,11 +9,12 @@ find_packed_sequence_indices``) and builds the document mask for the model's att
 - ``eager``: the same mask as an additive float (rows, 1, T, T) tensor and a plain matmul-softmax.
 - ``flex_attention``: a ``BlockMask`` (the mask per 128x128 block, compressed); blocks that lie
   wholly between two examples are skipped, so a packed row costs about what its examples cost
-  alone. It runs through ``torch.compile`` (a one-off compilation, seconds on a GPU).
+  alone. It runs through ``torch.compile`` (a one-off compilation per shape) and, in torch 2.13,
+  has no backward on the CPU ("FlexAttention does not support backward on CPU"): GPU only here.
 
 ``auto`` picks flex_attention for packed rows on a CUDA GPU when it keeps the examples apart
 there (checked once), and sdpa otherwise (padded batches need no mask at all, so sdpa keeps its
-fast causal path; on a CPU flex_attention compiles for tens of seconds and is not faster).
+fast causal path).
 """
 
 from __future__ import annotations
@@ -32,6 +33,11 @@ def set_attention(lm, name: str, packed: bool, device: torch.device) -> str:
     if name not in BACKENDS:
         raise ConfigError(f"--attention {name!r}: expected one of {', '.join(BACKENDS)}")
     model = unwrap(lm)
+    if name == "flex_attention" and device.type != "cuda":
+        raise LfftError(
+            "--attention flex_attention needs a CUDA GPU (torch has no flex_attention backward on"
+            " the CPU); use --attention sdpa or auto"
+        )
     if name == "auto":
         if packed and device.type == "cuda" and _flex_works(model):
             return "flex_attention"
