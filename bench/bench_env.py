@@ -1,6 +1,6 @@
-"""What a device benchmark shares: the --device/--precision/--threads/--json options, the machine
-line printed above its table, and the JSON record (bench/generate_speed.py,
-bench/packed_attention.py)."""
+"""What a device benchmark shares (bench/generate_speed.py, bench/packed_attention.py): the
+--device/--precision/--threads/--json options (each script names them, with its own help), the
+machine line printed above its table, the JSON record."""
 
 from __future__ import annotations
 
@@ -16,19 +16,24 @@ import torch
 from lfft.model.device import PRECISIONS, pick_device, pick_dtype
 
 
-def add_device_options(ap: argparse.ArgumentParser) -> None:
-    ap.add_argument("--device", default="auto", help="auto|cpu|cuda[:N]")
-    ap.add_argument("--precision", default="auto", choices=PRECISIONS, help="auto: bf16 on GPU")
-    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's own)")
-    ap.add_argument("--json", type=Path, help="also write the results here (machine-readable)")
-
-
-def setup(args: argparse.Namespace) -> tuple[torch.device, torch.dtype]:
-    """Threads set; the device and dtype the options name."""
+def parse(
+    ap: argparse.ArgumentParser, helps: dict[str, str]
+) -> tuple[argparse.Namespace, torch.device, torch.dtype]:
+    """Parse with the device options added (``helps``: the script's help for ``--device``,
+    ``--precision``, ``--threads``, ``--json``); ``--threads`` set; the device and dtype."""
+    kinds: dict[str, dict[str, Any]] = {
+        "--device": {"default": "auto"},
+        "--precision": {"default": "auto", "choices": PRECISIONS},
+        "--threads": {"type": int, "default": 0},
+        "--json": {"type": Path},
+    }
+    for flag, text in helps.items():
+        ap.add_argument(flag, help=text, **kinds[flag])
+    args = ap.parse_args()
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     device = pick_device(args.device)
-    return device, pick_dtype(args.precision, device)
+    return args, device, pick_dtype(args.precision, device)
 
 
 def machine(device: torch.device, dtype: torch.dtype) -> dict[str, Any]:
@@ -52,7 +57,7 @@ def machine_line(m: dict[str, Any]) -> str:
 
 
 def finish(args: argparse.Namespace, record: dict[str, Any]) -> None:
-    """Write ``record`` to ``--json`` when given."""
+    """Write ``record`` to ``--json`` (a path or None)."""
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_env import add_device_options, finish, machine, machine_line, setup  # noqa: E402
+from bench_env import finish, machine, machine_line, parse  # noqa: E402
 
 from lfft.model.batching import prompt_ids, render_prompt  # noqa: E402
 from lfft.model.checkpoint import load  # noqa: E402
@@ -29,6 +29,13 @@ from lfft.model.device import peak_memory_mb  # noqa: E402
 from lfft.model.evaluate import read_rows  # noqa: E402
 from lfft.model.generate import generate_ids  # noqa: E402
 from lfft.model.throughput import Throughput  # noqa: E402
+
+DEVICE_OPTIONS = {  # bench_env.parse adds them
+    "--device": "auto|cpu|cuda[:N]",
+    "--precision": "weights' dtype (auto: bf16 on a GPU, fp32 on the CPU)",
+    "--threads": "torch CPU threads (0: torch's default)",
+    "--json": "also write the results here (read by the GPU check)",
+}
 
 
 def prompts_of(tokenizer, data: Path, n: int) -> list[list[int]]:
@@ -45,9 +52,7 @@ def main() -> None:
     ap.add_argument("--batch-sizes", default="1,4,16", help="comma-separated")
     ap.add_argument("--prompts", type=int, default=32)
     ap.add_argument("--max-new-tokens", type=int, default=32)
-    add_device_options(ap)
-    args = ap.parse_args()
-    device, dtype = setup(args)
+    args, device, dtype = parse(ap, DEVICE_OPTIONS)
     model, tok, _ = load(args.model, device=device, dtype=dtype)
     prompts = prompts_of(tok, args.data, args.prompts)
     kw = {"pad_id": tok.pad_token_id, "eos_id": tok.eos_token_id}

@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_env import add_device_options, finish, machine, machine_line, setup  # noqa: E402
+from bench_env import finish, machine, machine_line, parse  # noqa: E402
 
 from lfft.errors import LfftError  # noqa: E402
 from lfft.model.attention import set_attention  # noqa: E402
@@ -33,6 +33,14 @@ from lfft.model.forward import forward_batch  # noqa: E402
 from lfft.model.tiny import PRESETS, llama_config  # noqa: E402
 
 VOCAB = 2048
+
+
+DEVICE_OPTIONS = {  # bench_env.parse adds them
+    "--device": "auto|cpu|cuda[:N] (flex_attention: cuda only)",
+    "--precision": "autocast dtype (auto: bf16 on a GPU, fp32 on the CPU)",
+    "--threads": "torch CPU threads (0: torch's default)",
+    "--json": "also write the table's numbers here",
+}
 
 
 def examples(lengths: list[int], tokens: int) -> list[Example]:
@@ -82,9 +90,7 @@ def main() -> None:
     ap.add_argument("--row-length", type=int, default=1024, help="tokens per packed row")
     ap.add_argument("--preset", default="small", choices=list(PRESETS))
     ap.add_argument("--steps", type=int, default=5)
-    add_device_options(ap)
-    args = ap.parse_args()
-    device, dtype = setup(args)
+    args, device, dtype = parse(ap, DEVICE_OPTIONS)
     from transformers import LlamaForCausalLM
 
     torch.manual_seed(0)
