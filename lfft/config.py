@@ -189,6 +189,9 @@ class TrainConfig:
     device: str = opt("auto", "auto|cpu|cuda[:N]")
     grad_checkpointing: bool = opt(False, "Recompute activations in the backward.")
     compile: bool = opt(False, "torch.compile the model.")
+    compile_scope: Literal["layers", "model"] = opt(
+        "layers", "With --compile: each decoder layer (one shared graph) or the whole backbone."
+    )
     lora: bool = opt(False, "Train LoRA adapters (peft).")
     lora_r: int = opt(8, "LoRA rank.", ge=1)
     lora_alpha: int = opt(16, "LoRA alpha.", ge=1)

@@ -31,6 +31,7 @@ from lfft.io import _hash_json, fingerprints, recover_swap, write_table
 from lfft.model import checkpoint, defaults, distributed, objectives, report_to
 from lfft.model.attention import set_attention
 from lfft.model.batching import Batch, plan
+from lfft.model.compile import compile_model
 from lfft.model.device import pick_device, pick_dtype
 from lfft.model.display import TrainDisplay
 from lfft.model.feedback_lm import inner, position_limit, reference_logps
@@ -106,6 +107,7 @@ def train(
     settings = loss_settings(cfg, trainset)
     packed, padded_share = choose_packing(cfg, trainset, model.lm)
     attention = set_attention(model.lm, cfg.attention, packed, device)
+    compiled = compile_model(model.lm, cfg.compile_scope) if cfg.compile else None
     if ref is not None:
         set_attention(ref.lm, attention, packed, device)
     to_batch = partial(make_batch, tokenizer.pad_token_id, packed, max_length, device)
@@ -120,7 +122,8 @@ def train(
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(warmup, total))
     scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
     info = run_info(cfg, base_info, model_dir, trainset, valset, settings, packed)
-    info.update(inputs=inputs, fingerprint=run_id, attention=attention, **chosen.record())
+    info.update(inputs=inputs, fingerprint=run_id, attention=attention, compiled=compiled)
+    info.update(chosen.record())
     if ctx is not None:
         info["distributed"] = distributed.info(ctx)
     state = TrainState()

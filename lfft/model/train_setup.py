@@ -77,9 +77,9 @@ def load_for_training(
     cfg: TrainConfig, model_dir: Path, resume_dir: Path | None, device, train_head: bool
 ) -> tuple[FeedbackLM, FeedbackLM | None]:
     """``(model, reference)`` in training / eval mode: the LM and head of ``model_dir`` (of the
-    step checkpoint ``resume_dir`` when resuming), with LoRA adapters, gradient checkpointing and
-    compilation as configured; the frozen reference of kto/dpo is ``model_dir``'s LM (None with
-    LoRA: the LM with its adapters disabled is the reference)."""
+    step checkpoint ``resume_dir`` when resuming), with LoRA adapters and gradient checkpointing
+    as configured (train() compiles); the frozen reference of kto/dpo is ``model_dir``'s LM
+    (None with LoRA: the LM with its adapters disabled is the reference)."""
     weights = resume_dir if resume_dir is not None and not cfg.lora else model_dir
     lm = checkpoint.load_model(weights, device)
     head = checkpoint.load_head(resume_dir or model_dir, device)
@@ -89,8 +89,6 @@ def load_for_training(
         unwrap(lm).gradient_checkpointing_enable(
             gradient_checkpointing_kwargs={"use_reentrant": False}
         )
-    if cfg.compile:
-        unwrap(lm).base_model.compile(dynamic=True)
     model = FeedbackLM(lm, head, train_head).train()
     ref = None
     if cfg.objective in NEEDS_REFERENCE and not cfg.lora:

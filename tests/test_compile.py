@@ -1,0 +1,63 @@
+"""Which modules `--compile` compiles (lfft/model/compile.py): each decoder layer of a
+transformers model by default, the whole backbone on request or when no layer stack exists; in
+place, so checkpoints keep their keys. (tests/test_smoke_options.py trains through it.)"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from transformers import GPT2Config, GPT2LMHeadModel
+
+from lfft.model.compile import compile_model, decoder_layers
+from lfft.model.tiny import llama_config
+
+
+def _compiled(module: nn.Module) -> bool:
+    return getattr(module, "_compiled_call_impl", None) is not None
+
+
+def test_layers_scope_compiles_each_decoder_layer_in_place():
+    from transformers import LlamaForCausalLM
+
+    lm = LlamaForCausalLM(llama_config("tiny", 64, 32))
+    keys = list(lm.state_dict())
+    assert compile_model(lm, "layers") == "layers (4 x LlamaDecoderLayer)"
+    assert all(_compiled(layer) for layer in lm.model.layers)
+    assert not _compiled(lm.model) and list(lm.state_dict()) == keys
+
+
+def test_model_scope_compiles_the_backbone():
+    lm = GPT2LMHeadModel(GPT2Config(n_layer=2, n_embd=32, n_head=2, vocab_size=64))
+    assert decoder_layers(lm.transformer) is lm.transformer.h  # GPT-2's stack is `h`
+    assert compile_model(lm, "model") == "model"
+    assert _compiled(lm.transformer) and not any(_compiled(b) for b in lm.transformer.h)
+
+
+def test_a_backbone_without_a_layer_stack_falls_back_to_the_whole_model():
+    class Flat(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.base_model = nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 4))
+
+    lm = Flat()
+    assert decoder_layers(lm.base_model) is None
+    assert compile_model(lm, "layers") == "model"
+    assert _compiled(lm.base_model)
+    assert torch.isfinite(lm.base_model(torch.ones(2, 4))).all()
+
+
+def test_identical_layers_share_one_compiled_graph():
+    """Why regional compilation starts fast: 4 layers, one graph (whole-backbone: one graph that
+    holds all 4), through forward and backward at two sequence lengths."""
+    from torch._dynamo.utils import counters
+    from transformers import LlamaForCausalLM
+
+    torch._dynamo.reset()
+    counters.clear()
+    lm = LlamaForCausalLM(llama_config("tiny", 64, 32))
+    compile_model(lm, "layers")
+    for length in (10, 13):
+        ids = torch.randint(0, 64, (2, length))
+        lm.model(input_ids=ids, use_cache=False).last_hidden_state.sum().backward()
+    assert counters["stats"]["unique_graphs"] == 1
+    assert not counters["recompiles"]
