@@ -2,9 +2,10 @@
 
 TRL is an optional extra installed in the benchmark's environment only (``make bench-train``
 creates ``.venv-bench``). Every run uses the same model, rows, batch size, maximum length,
-learning rate and thread count as lfft's runs, in fp32 without activation checkpointing (TRL's
-CPU defaults, bf16 autocast and checkpointing, were 5-8x slower on the CPU): only the settings
-named in :data:`SETTINGS` differ.
+learning rate and thread count as lfft's runs, without activation checkpointing; on the CPU in
+fp32 (TRL's CPU defaults, bf16 autocast and checkpointing, were 5-8x slower there), on a GPU in
+bf16 autocast like lfft (``--precision``), with TRL's recommended GPU settings (:func:`chosen`).
+Only the settings named in :data:`SETTINGS` differ.
 """
 
 from __future__ import annotations
@@ -42,16 +43,50 @@ SETTINGS: dict[str, tuple[str, dict[str, Any], str]] = {
 }
 
 
-def skipped(name: str) -> str | None:
+# On a GPU, TRL's recommended settings: bf16 (from --precision), padding-free or packed batches,
+# Liger's fused kernels; with --lora, a peft LoraConfig like lfft's (r 8, alpha 16, all linear).
+GPU_SETTINGS: dict[str, tuple[str, dict[str, Any], str]] = {
+    "trl sft liger": (
+        "sft",
+        {"use_liger_kernel": True, "padding_free": True},
+        "use_liger_kernel, padding-free",
+    ),
+    "trl kto liger": ("kto", {"use_liger_kernel": True}, "use_liger_kernel"),
+}
+LORA_SETTINGS: dict[str, tuple[str, dict[str, Any], str]] = {
+    "trl sft lora": ("sft", {"padding_free": True}, "peft LoRA, padding-free"),
+    "trl sft lora liger": (
+        "sft",
+        {"padding_free": True, "use_liger_kernel": True},
+        "peft LoRA, padding-free, use_liger_kernel",
+    ),
+    "trl kto lora": ("kto", {}, "peft LoRA (the reference: adapters disabled)"),
+}
+SETTINGS.update(GPU_SETTINGS)
+SETTINGS.update(LORA_SETTINGS)
+CPU_ONLY = ("trl sft group_by_length", "trl sft packed wrapped")  # not what TRL recommends on GPUs
+
+
+def chosen(gpu: bool, lora: bool) -> list[str]:
+    """The settings a run tries: the CPU's list, or on a GPU TRL's recommended ones."""
+    names = [n for n in SETTINGS if n not in LORA_SETTINGS]
+    if gpu:
+        names = [n for n in names if n not in CPU_ONLY]
+    return names + (list(LORA_SETTINGS) if lora else [])
+
+
+def skipped(name: str, model_type: str = "gpt2", device: str = "cpu") -> str | None:
     """Why the setting ``name`` cannot run here (None: it can)."""
     if "liger" not in name:
         return None
+    if device != "cuda":
+        return "liger-kernel's Triton kernels need a CUDA GPU"
     try:
         from liger_kernel.transformers.monkey_patch import MODEL_TYPE_TO_APPLY_LIGER_FN
     except ImportError:
         return "liger-kernel is not installed (`pip install liger-kernel`)"
-    if "gpt2" not in MODEL_TYPE_TO_APPLY_LIGER_FN:
-        return "liger-kernel has no GPT-2 kernels: `use_liger_kernel` applies nothing to this model"
+    if model_type not in MODEL_TYPE_TO_APPLY_LIGER_FN:
+        return f"liger-kernel has no {model_type} kernels: `use_liger_kernel` applies nothing"
     return None
 
 
@@ -72,6 +107,13 @@ def run_trl(name: str, work: Path, args, rows: list[dict], clock) -> dict:
     kind, overrides, _ = SETTINGS[name]
     tok = AutoTokenizer.from_pretrained(work / "init")
     model = AutoModelForCausalLM.from_pretrained(work / "init", dtype=torch.float32)
+    peft_config = None
+    if "lora" in name:
+        from peft import LoraConfig
+
+        peft_config = LoraConfig(
+            r=8, lora_alpha=16, lora_dropout=0.0, target_modules="all-linear", task_type="CAUSAL_LM"
+        )
     data = {  # conversational prompt/completion: the chat template is lfft's own (set by init)
         "prompt": [list(r["context"]) + [{"role": "user", "content": r["prompt"]}] for r in rows],
         "completion": [[{"role": "assistant", "content": r["response"]}] for r in rows],
@@ -87,10 +129,10 @@ def run_trl(name: str, work: Path, args, rows: list[dict], clock) -> dict:
         logging_steps=args.steps,
         save_strategy="no",
         report_to=[],
-        use_cpu=True,
+        use_cpu=args.device == "cpu",
         dataloader_num_workers=0,
         max_length=args.max_length,
-        bf16=False,
+        bf16=args.precision == "bf16",
         activation_checkpointing=False,
     )
     if kind == "kto":
@@ -104,7 +146,13 @@ def run_trl(name: str, work: Path, args, rows: list[dict], clock) -> dict:
                     return super()._precompute_ref_logps(dataset, name, batch_size)
 
         config = KTOConfig(**common, **overrides)
-        trainer = Trainer(model=model, args=config, train_dataset=dataset, processing_class=tok)
+        trainer = Trainer(
+            model=model,
+            args=config,
+            train_dataset=dataset,
+            processing_class=tok,
+            peft_config=peft_config,
+        )
     else:
         from trl import SFTConfig, SFTTrainer
 
@@ -117,7 +165,13 @@ def run_trl(name: str, work: Path, args, rows: list[dict], clock) -> dict:
             dataset = plain.train_dataset
             common["max_length"] = None
         config = SFTConfig(**common, **overrides)
-        trainer = SFTTrainer(model=model, args=config, train_dataset=dataset, processing_class=tok)
+        trainer = SFTTrainer(
+            model=model,
+            args=config,
+            train_dataset=dataset,
+            processing_class=tok,
+            peft_config=peft_config,
+        )
     _count_tokens(trainer, clock)
     trainer.train()
     return clock.result()
