@@ -61,3 +61,14 @@ def test_identical_layers_share_one_compiled_graph():
         lm.model(input_ids=ids, use_cache=False).last_hidden_state.sum().backward()
     assert counters["stats"]["unique_graphs"] == 1
     assert not counters["recompiles"]
+
+
+def test_layers_are_found_under_a_lora_wrapper():
+    import peft
+    from transformers import LlamaForCausalLM
+
+    lm = LlamaForCausalLM(llama_config("tiny", 64, 32))
+    config = peft.LoraConfig(r=4, target_modules="all-linear", task_type="CAUSAL_LM")
+    wrapped = peft.get_peft_model(lm, config)
+    assert compile_model(wrapped, "layers") == "layers (4 x LlamaDecoderLayer)"
+    assert all(_compiled(layer) for layer in lm.model.layers)
