@@ -78,7 +78,7 @@ def run_lfft(name: str, work: Path, args, clock: StepClock) -> dict:
         batch_size=args.batch_size,
         batch_tokens=args.batch_size * args.max_length,
         max_length=args.max_length,
-        lr=1e-4,
+        lr=args.lr,
         warmup_steps=0,
         log_every=args.warmup,
         eval_every=0,
@@ -117,7 +117,7 @@ def run_bare(name: str, work: Path, args, clock: StepClock) -> dict:
     while len(order) < args.steps:
         bt = args.batch_size * args.max_length
         order += plan(lengths, args.batch_size, bt, shuffle=True, seed=len(order))
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, fused=True)
     full = name == "bare loop, full logits"
     for idx in order[: args.steps]:
         b = collate([examples[i] for i in idx], tok.pad_token_id).to(device)
@@ -198,6 +198,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--trl-repeat", type=int, default=1, help="runs of each TRL setting")
     p.add_argument("--only-runs", help="comma-separated subset of the runs")
     p.add_argument("--data", type=Path, default=DATA, help="a KTO demo file (LLaMA-Factory)")
+    p.add_argument("--split", type=Path, help="train on this lfft split parquet instead of --data")
+    p.add_argument("--lr", type=float, default=1e-4, help="learning rate of every run")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     p.add_argument("--arch", default="gpt2-tiny", choices=ARCHS, help="the model trained")
@@ -231,7 +233,7 @@ def main() -> None:
         names, trl = [n for n in names if n in keep], [n for n in trl if n in keep]
     results: dict[str, list[dict]] = {n: [] for n in [*names, *trl]}
     with tempfile.TemporaryDirectory(prefix="lfft-bench-") as tmp:
-        prepare(Path(tmp), args.data, args.arch, args.tokenizer)
+        prepare(Path(tmp), args.data, args.arch, args.tokenizer, args.split)
         plan = schedule(names, trl, args.repeat, args.trl_repeat)
         for i, name in enumerate(plan):
             load0 = os.getloadavg()[0]

@@ -111,8 +111,15 @@ def run_trl(name: str, work: Path, args, rows: list[dict], clock) -> dict:
     if "lora" in name:
         from peft import LoraConfig
 
+        from lfft.config import TrainConfig
+
+        lfft = TrainConfig()  # lfft --lora's defaults (lfft/model/train_setup.py _with_lora)
         peft_config = LoraConfig(
-            r=8, lora_alpha=16, lora_dropout=0.0, target_modules="all-linear", task_type="CAUSAL_LM"
+            r=lfft.lora_r,
+            lora_alpha=lfft.lora_alpha,
+            lora_dropout=0.0,
+            target_modules="all-linear",
+            task_type="CAUSAL_LM",
         )
     data = {  # conversational prompt/completion: the chat template is lfft's own (set by init)
         "prompt": [list(r["context"]) + [{"role": "user", "content": r["prompt"]}] for r in rows],
@@ -125,7 +132,7 @@ def run_trl(name: str, work: Path, args, rows: list[dict], clock) -> dict:
         output_dir=str(work / name.replace(" ", "-")),
         per_device_train_batch_size=args.batch_size,
         max_steps=args.steps,
-        learning_rate=1e-4,
+        learning_rate=args.lr,
         logging_steps=args.steps,
         save_strategy="no",
         report_to=[],
