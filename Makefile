@@ -64,9 +64,14 @@ $(BENCH_VENV)/.lfft-installed: pyproject.toml constraints.txt
 bench-train: $(BENCH_VENV)/.lfft-installed
 	$(BENCH_VENV)/bin/python bench/train_throughput.py --trl
 
-# On a machine with a CUDA GPU (install with a CUDA TORCH_SPEC): 125m preset, bf16, tokens/s + MFU.
-gpu-check: $(STAMP)
-	LFFT=$(BIN)/lfft PYTHON=$(BIN)/python bench/gpu_check.sh
+# On a machine with a CUDA GPU: issue 15's GPU figures (125m preset MFU and compile start-up, lfft
+# vs TRL on SmolLM2-135M, generation tokens/s) as one table; the benchmark environment, for TRL.
+# Build it with a CUDA torch, e.g.
+#   make gpu-check TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128"
+# (Liger's kernels: .venv-bench/bin/pip install liger-kernel). A device without network: see
+# docs/benchmarks.md, "GPU check" (bench/gpu_carry.sh, then bench/gpu_check.sh in two calls).
+gpu-check: $(BENCH_VENV)/.lfft-installed
+	PYTHON=$(BENCH_VENV)/bin/python bench/gpu_check.sh
 
 clean-work:
 	rm -rf work

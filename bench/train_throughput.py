@@ -147,7 +147,7 @@ def child(name: str, work: Path, args) -> None:
     clock = StepClock(args.warmup, sync=args.device == "cuda")
     if name in BARE:
         result = run_bare(name, work, args, clock)
-    elif name in LFFT:
+    elif name.startswith("lfft"):  # LFFT and, with --lora, LORA
         result = run_lfft(name, work, args, clock)
     else:
         from trl_runs import run_trl
