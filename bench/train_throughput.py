@@ -320,12 +320,15 @@ def report(results: dict[str, list[dict]], args) -> list[dict] | None:
         for name in [n for n in SETTINGS if skipped(n, model_type, args.device)]:
             why = skipped(name, model_type, args.device)
             print(f"\n`{name}` ({notes[name]}) not run: {why}.")
-    return (gpu_targets if gpu else targets)(results, cpu_rate, kto_ref)
+    if not gpu:  # the CPU's targets, as before; with --lora the per-trainer table follows
+        targets(results, cpu_rate, kto_ref)
+    return gpu_targets(results, cpu_rate, kto_ref) if gpu or args.lora else None
 
 
 def gpu_targets(results: dict[str, list[dict]], rate, kto_ref: str) -> list[dict]:
-    """Issue 15's targets on a GPU: lfft's best setting >= 1.5x TRL's best, per trainer (wall
-    rates); printed, and returned for bench/gpu_check.py."""
+    """Issue 15's targets (on a GPU; on the CPU with --lora too): lfft's best setting >= 1.5x
+    TRL's best, per trainer (``rate``: wall on a GPU, CPU time on a CPU); printed, and returned
+    for bench/gpu_check.py."""
 
     def best(names: list[str]) -> str | None:
         return max(names, key=rate) if names else None
@@ -355,8 +358,8 @@ def gpu_targets(results: dict[str, list[dict]], rate, kto_ref: str) -> list[dict
 def targets(results: dict[str, list[dict]], cpu_rate, kto_ref: str) -> None:
     """The issue's targets, on the CPU-time rates (medians)."""
 
-    def best(prefix: str) -> str | None:
-        names = [n for n in results if n.startswith(prefix) and results[n]]
+    def best(prefix: str) -> str | None:  # full finetunes (--lora's runs have their own table)
+        names = [n for n in results if n.startswith(prefix) and "lora" not in n and results[n]]
         return max(names, key=cpu_rate) if names else None
 
     print("\n| target | measured (useful tok/CPU s, medians) | met |")
