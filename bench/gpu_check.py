@@ -97,8 +97,10 @@ class Table:
     def __init__(self) -> None:
         self.rows: list[dict] = []
 
-    def add(self, part: str, figure: str, value, fmt: str = "", target: str = "", ok=None) -> None:
-        measured = "not measured" if value is None else format(value, fmt)
+    def add(self, part: str, figure: str, value, fmt="", target="", ok=None, note="") -> None:
+        measured = "not measured" if value is None else format(value, fmt.removesuffix("x"))
+        measured += "x" if value is not None and fmt.endswith("x") else ""
+        measured += f" ({note})" if value is not None and note else ""
         met = "not measured" if value is None else ""
         if value is not None and ok is not None:
             met = "met" if ok(value) else "not met"
@@ -107,12 +109,14 @@ class Table:
     def merge(self, prior: list[dict]) -> None:
         """Fill the rows not measured here with ``prior``'s, and add the figures only it has."""
         mine = {r["figure"]: r for r in self.rows}
-        for old in prior:
+        for old in [r for r in prior if r["measured"] != "not measured"]:
             row = mine.get(old["figure"])
             if row is None:
                 self.rows.append({**old, "figure": old["figure"] + " (earlier call)"})
-            elif row["measured"] == "not measured" and old["measured"] != "not measured":
+            elif row["measured"] == "not measured":
                 row.update(old, figure=old["figure"] + " (earlier call)")
+        parts = ["125m", "peers"]
+        self.rows.sort(key=lambda r: parts.index(r["part"]) if r["part"] in parts else 2)
 
 
 def cli_runs(work: Path, peak: float, table: Table) -> None:
@@ -158,8 +162,9 @@ def peers(work: Path, table: Table) -> None:
     record = _json(work / "peers.json")
     goals = (record or {}).get("targets") or []
     for t in goals:
-        note = f" ({t['lfft']} vs {t['trl']})" if t.get("ratio") else ""
-        table.add("peers", t["target"] + note, t.get("ratio"), ".2f", "≥ 1.5x", lambda v: v >= 1.5)
+        note = f"{t.get('lfft')} vs {t.get('trl')}"
+        ok = lambda v: v >= 1.5  # noqa: E731
+        table.add("peers", t["target"], t.get("ratio"), ".2fx", "≥ 1.5x", ok, note=note)
     if not goals:
         for trainer in ("sft", "kto", "sft lora", "kto lora"):
             table.add("peers", f"lfft {trainer} ≥ 1.5x TRL's best", None, "", "≥ 1.5x")
@@ -172,10 +177,9 @@ def generation(work: Path, table: Table) -> None:
         table.add("125m", figure, r["tokens_per_s"], ",.0f", "reported")
     evaluated = _json(work / "eval" / "metrics.json") or {}
     speed = evaluated.get("generation", {}).get("throughput", {})
-    figure = "`lfft evaluate --generate` tokens/s"
-    if speed.get("dtype"):
-        figure += f" ({speed['dtype']}, batch {speed['batch_size']})"
-    table.add("125m", figure, speed.get("tokens_per_s"), ",.0f", "reported")
+    note = f"{speed.get('dtype')}, batch {speed.get('batch_size')}"
+    rate = speed.get("tokens_per_s")
+    table.add("125m", "`lfft evaluate --generate` tokens/s", rate, ",.0f", "reported", note=note)
 
 
 def main(argv: list[str]) -> None:

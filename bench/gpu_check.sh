@@ -151,7 +151,7 @@ part_125m() {
     local ckpt="$WORK/ckpt/eager" test="$WORK/splits/test.parquet"
     [ -f "$ckpt/lfft.json" ] || ckpt="$WORK/ckpt/init"
     bench generate_speed.py --model "$ckpt" --data "$test" --device "$DEVICE" \
-        --precision "$PRECISION" --batch-sizes 1,16,64 --prompts 64 --max-new-tokens 64 \
+        --precision "$PRECISION" --batch-sizes 1,16,64 --prompts 64 --max-new-tokens 32 \
         --json "$WORK/generate.json"
     step evaluate $LFFT evaluate --model "$ckpt" --data "$test" --out "$WORK/eval" --generate \
         --max-rows 256 --batch-size 64 --max-new-tokens 64 --device "$DEVICE" -q
