@@ -8,14 +8,22 @@
 #   bench/gpu_carry.sh [OUT]          (default .gpu; run from the checkout's root)
 #
 # PYTHON: an interpreter with transformers and gguf (make install's .venv has both).
+# BENCH_PYTHON: the benchmark environment whose versions the wheels take (make bench-train's).
 set -euo pipefail
 
 OUT=${1:-.gpu}
 PYTHON=${PYTHON:-.venv/bin/python}
+BENCH_PYTHON=${BENCH_PYTHON:-.venv-bench/bin/python}
 PY_VERSION=${PY_VERSION:-3.12}
-# what the device image lacks (see the device notes): lfft's msgspec, TRL and its datasets,
-# Liger's kernels; transformers at the version lfft is tested with (the image has an older 5.x)
-PACKAGES=${PACKAGES:-"transformers==5.24.0 tokenizers==0.23.3 msgspec==0.23.0 trl==1.16.0 datasets==5.2.0 dill multiprocess peft==0.21.2 liger-kernel"}
+# what the device image lacks or holds at another version (see the device notes): lfft's
+# msgspec, TRL with its datasets (+ dill, multiprocess; fsspec and regex at versions they accept),
+# peft and accelerate as TRL is tested here, transformers at lfft's pin (the image has an older
+# 5.x); liger-kernel is not in the CPU environment (it needs Triton): LIGER names its version.
+NAMES=${NAMES:-"transformers tokenizers msgspec trl datasets dill multiprocess fsspec regex peft accelerate"}
+LIGER=${LIGER:-liger-kernel==0.8.5}
+PACKAGES="$($BENCH_PYTHON -c 'import sys; from importlib.metadata import version as v
+print(" ".join(f"{n}=={v(n)}" for n in sys.argv[1:]))' $NAMES) $LIGER"
+echo "gpu_carry: $PACKAGES"
 
 mkdir -p "$OUT/whl"
 for spec in $PACKAGES; do

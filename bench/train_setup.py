@@ -4,6 +4,7 @@ in the repo, the KTO demo as lfft rows, the starting checkpoint, and the step cl
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 import time
 from contextlib import contextmanager
@@ -102,16 +103,26 @@ def base_model(arch: str, tokenizer: Path | None):
     return LlamaForCausalLM(LlamaConfig(**SMOLLM2, **ids)), tok
 
 
-def prepare(work: Path, data: Path, arch: str = "gpt2-tiny", tokenizer: Path | None = None):
-    """Write the split and the starting checkpoint (``arch`` + a feedback head) into ``work``."""
+def prepare(
+    work: Path,
+    data: Path,
+    arch: str = "gpt2-tiny",
+    tokenizer: Path | None = None,
+    split: Path | None = None,
+):
+    """Write the train rows (``split``, an lfft split parquet, else the KTO demo ``data``) and
+    the starting checkpoint (``arch`` + a feedback head) into ``work``."""
     from lfft.config import InitConfig
     from lfft.data.records import to_table
     from lfft.io import write_table
     from lfft.model.init import init
     from lfft.schemas import NORMALIZED, SPLIT, make_metadata
 
-    rows = to_table(rows_from_demo(data), NORMALIZED)
-    write_table(work / "train.parquet", rows, SPLIT, make_metadata("split"))
+    if split is not None:
+        shutil.copyfile(split, work / "train.parquet")
+    else:
+        rows = to_table(rows_from_demo(data), NORMALIZED)
+        write_table(work / "train.parquet", rows, SPLIT, make_metadata("split"))
     model, tok = base_model(arch, tokenizer)
     base = work / "base"
     model.save_pretrained(base)

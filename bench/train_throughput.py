@@ -78,7 +78,7 @@ def run_lfft(name: str, work: Path, args, clock: StepClock) -> dict:
         batch_size=args.batch_size,
         batch_tokens=args.batch_size * args.max_length,
         max_length=args.max_length,
-        lr=1e-4,
+        lr=args.lr,
         warmup_steps=0,
         log_every=args.warmup,
         eval_every=0,
@@ -117,7 +117,7 @@ def run_bare(name: str, work: Path, args, clock: StepClock) -> dict:
     while len(order) < args.steps:
         bt = args.batch_size * args.max_length
         order += plan(lengths, args.batch_size, bt, shuffle=True, seed=len(order))
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, fused=True)
     full = name == "bare loop, full logits"
     for idx in order[: args.steps]:
         b = collate([examples[i] for i in idx], tok.pad_token_id).to(device)
@@ -147,7 +147,7 @@ def child(name: str, work: Path, args) -> None:
     clock = StepClock(args.warmup, sync=args.device == "cuda")
     if name in BARE:
         result = run_bare(name, work, args, clock)
-    elif name in LFFT or name in LORA:
+    elif name.startswith("lfft"):  # LFFT and, with --lora, LORA
         result = run_lfft(name, work, args, clock)
     else:
         from trl_runs import run_trl
@@ -198,6 +198,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--trl-repeat", type=int, default=1, help="runs of each TRL setting")
     p.add_argument("--only-runs", help="comma-separated subset of the runs")
     p.add_argument("--data", type=Path, default=DATA, help="a KTO demo file (LLaMA-Factory)")
+    p.add_argument("--split", type=Path, help="train on this lfft split parquet instead of --data")
+    p.add_argument("--lr", type=float, default=1e-4, help="learning rate of every run")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     p.add_argument("--arch", default="gpt2-tiny", choices=ARCHS, help="the model trained")
@@ -231,7 +233,7 @@ def main() -> None:
         names, trl = [n for n in names if n in keep], [n for n in trl if n in keep]
     results: dict[str, list[dict]] = {n: [] for n in [*names, *trl]}
     with tempfile.TemporaryDirectory(prefix="lfft-bench-") as tmp:
-        prepare(Path(tmp), args.data, args.arch, args.tokenizer)
+        prepare(Path(tmp), args.data, args.arch, args.tokenizer, args.split)
         plan = schedule(names, trl, args.repeat, args.trl_repeat)
         for i, name in enumerate(plan):
             load0 = os.getloadavg()[0]
@@ -318,12 +320,15 @@ def report(results: dict[str, list[dict]], args) -> list[dict] | None:
         for name in [n for n in SETTINGS if skipped(n, model_type, args.device)]:
             why = skipped(name, model_type, args.device)
             print(f"\n`{name}` ({notes[name]}) not run: {why}.")
-    return (gpu_targets if gpu else targets)(results, cpu_rate, kto_ref)
+    if not gpu:  # the CPU's targets, as before; with --lora the per-trainer table follows
+        targets(results, cpu_rate, kto_ref)
+    return gpu_targets(results, cpu_rate, kto_ref) if gpu or args.lora else None
 
 
 def gpu_targets(results: dict[str, list[dict]], rate, kto_ref: str) -> list[dict]:
-    """Issue 15's targets on a GPU: lfft's best setting >= 1.5x TRL's best, per trainer (wall
-    rates); printed, and returned for bench/gpu_check.py."""
+    """Issue 15's targets (on a GPU; on the CPU with --lora too): lfft's best setting >= 1.5x
+    TRL's best, per trainer (``rate``: wall on a GPU, CPU time on a CPU); printed, and returned
+    for bench/gpu_check.py."""
 
     def best(names: list[str]) -> str | None:
         return max(names, key=rate) if names else None
@@ -353,8 +358,8 @@ def gpu_targets(results: dict[str, list[dict]], rate, kto_ref: str) -> list[dict
 def targets(results: dict[str, list[dict]], cpu_rate, kto_ref: str) -> None:
     """The issue's targets, on the CPU-time rates (medians)."""
 
-    def best(prefix: str) -> str | None:
-        names = [n for n in results if n.startswith(prefix) and results[n]]
+    def best(prefix: str) -> str | None:  # full finetunes (--lora's runs have their own table)
+        names = [n for n in results if n.startswith(prefix) and "lora" not in n and results[n]]
         return max(names, key=cpu_rate) if names else None
 
     print("\n| target | measured (useful tok/CPU s, medians) | met |")

@@ -111,8 +111,15 @@ def run_trl(name: str, work: Path, args, rows: list[dict], clock) -> dict:
     if "lora" in name:
         from peft import LoraConfig
 
+        from lfft.config import TrainConfig
+
+        lfft = TrainConfig()  # lfft --lora's defaults (lfft/model/train_setup.py _with_lora)
         peft_config = LoraConfig(
-            r=8, lora_alpha=16, lora_dropout=0.0, target_modules="all-linear", task_type="CAUSAL_LM"
+            r=lfft.lora_r,
+            lora_alpha=lfft.lora_alpha,
+            lora_dropout=0.0,
+            target_modules="all-linear",
+            task_type="CAUSAL_LM",
         )
     data = {  # conversational prompt/completion: the chat template is lfft's own (set by init)
         "prompt": [list(r["context"]) + [{"role": "user", "content": r["prompt"]}] for r in rows],
@@ -123,9 +130,9 @@ def run_trl(name: str, work: Path, args, rows: list[dict], clock) -> dict:
     dataset = Dataset.from_dict(data)
     common: dict[str, Any] = dict(
         output_dir=str(work / name.replace(" ", "-")),
-        per_device_train_batch_size=args.batch_size,
+        per_device_train_batch_size=batch_rows(args, overrides, tok, rows),
         max_steps=args.steps,
-        learning_rate=1e-4,
+        learning_rate=args.lr,
         logging_steps=args.steps,
         save_strategy="no",
         report_to=[],
@@ -175,6 +182,18 @@ def run_trl(name: str, work: Path, args, rows: list[dict], clock) -> dict:
     _count_tokens(trainer, clock)
     trainer.train()
     return clock.result()
+
+
+def batch_rows(args, overrides: dict[str, Any], tok, rows: list[dict]) -> int:
+    """Rows per batch: ``--batch-size`` examples, or on a GPU for packed settings the packed rows
+    (up to ``--max-length`` tokens each) that hold as many tokens as ``--batch-size`` examples, so
+    that both sides train on the same tokens per step (the CPU tables keep ``--batch-size``)."""
+    if args.device != "cuda" or not overrides.get("packing"):
+        return args.batch_size
+    from lfft.model.batching import encode
+
+    lengths = [len(e) for e in encode(tok, rows, args.max_length)]
+    return max(1, round(args.batch_size * sum(lengths) / len(lengths) / args.max_length))
 
 
 def _count_tokens(trainer, clock) -> None:
