@@ -152,14 +152,7 @@ def run_trl(name: str, work: Path, args, rows: list[dict], clock) -> dict:
                 with clock.extra(share=(args.steps - args.warmup) * args.batch_size / len(rows)):
                     return super()._precompute_ref_logps(dataset, name, batch_size)
 
-        config = KTOConfig(**common, **overrides)
-        trainer = Trainer(
-            model=model,
-            args=config,
-            train_dataset=dataset,
-            processing_class=tok,
-            peft_config=peft_config,
-        )
+        trainer_class, config = Trainer, KTOConfig(**common, **overrides)
     else:
         from trl import SFTConfig, SFTTrainer
 
@@ -171,14 +164,14 @@ def run_trl(name: str, work: Path, args, rows: list[dict], clock) -> dict:
             )
             dataset = plain.train_dataset
             common["max_length"] = None
-        config = SFTConfig(**common, **overrides)
-        trainer = SFTTrainer(
-            model=model,
-            args=config,
-            train_dataset=dataset,
-            processing_class=tok,
-            peft_config=peft_config,
-        )
+        trainer_class, config = SFTTrainer, SFTConfig(**common, **overrides)
+    trainer = trainer_class(
+        model=model,
+        args=config,
+        train_dataset=dataset,
+        processing_class=tok,
+        peft_config=peft_config,
+    )
     _count_tokens(trainer, clock)
     trainer.train()
     return clock.result()
