@@ -64,9 +64,16 @@ $(BENCH_VENV)/.lfft-installed: pyproject.toml constraints.txt
 bench-train: $(BENCH_VENV)/.lfft-installed
 	$(BENCH_VENV)/bin/python bench/train_throughput.py --trl
 
-# On a machine with a CUDA GPU (install with a CUDA TORCH_SPEC): 125m preset, bf16, tokens/s + MFU.
-gpu-check: $(STAMP)
-	LFFT=$(BIN)/lfft PYTHON=$(BIN)/python bench/gpu_check.sh
+# On a machine with a CUDA GPU: issue 15's GPU figures (125m preset MFU and compile start-up, lfft
+# vs TRL on SmolLM2-135M, generation tokens/s) as one table; the benchmark environment, for TRL.
+# Build it with a CUDA torch, e.g.
+#   make gpu-check TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128"
+# Liger's kernels are tried (TRL's settings that need them are skipped if absent). A device
+# without network: docs/benchmarks.md, "GPU check" (bench/gpu_carry.sh, then two calls).
+gpu-check: $(STAMP) $(BENCH_VENV)/.lfft-installed
+	-$(BENCH_VENV)/bin/python -m pip install -q liger-kernel
+	test -f .gpu/smollm2-tokenizer/tokenizer.json || PYTHON=$(BIN)/python bench/gpu_carry.sh
+	PYTHON=$(BENCH_VENV)/bin/python bench/gpu_check.sh
 
 clean-work:
 	rm -rf work

@@ -1,339 +1,297 @@
-"""Where a training step's time goes (torch.profiler on eager steps), and what ``--compile``
-costs at start-up and gains per step (a benchmark, not a test).
+"""Where a training step's time goes, and what torch.compile costs and buys (a benchmark, not a
+test).
 
-    .venv/bin/python bench/train_profile.py --preset 125m --steps 3 --warmup 2
-    .venv/bin/python bench/train_profile.py --preset small --compile off,layers,model --no-profile
-    python bench/train_profile.py --device cuda --precision bf16 --preset 125m \\
-        --batch-tokens 65536 --compile off,layers,model --json out.json   # the GPU check
+    .venv/bin/python bench/train_profile.py --preset 125m --steps 3 --compile off,layers,model
+    python bench/train_profile.py --device cuda --precision bf16 --model W/ckpt/init \\
+        --splits W/splits --batch-tokens 65536 --max-length 1024 --json profile.json
 
-Data: ``lfft synth`` sessions through the data stages (examples of ~97 tokens), ``lfft init
---preset`` on them, in ``--work`` (kept and reused) unless ``--model`` and ``--splits`` name a
-checkpoint and splits. Each run is ``lfft.model.train.train`` (sft with the feedback head, as in
-bench/gpu_check.sh) in a process of its own with a fresh inductor cache, for ``--warmup`` +
-``--steps`` optimizer steps; a step's time is read at the end of each optimizer step (after a
-CUDA synchronize), the first one counted from the optimizer's creation.
-
-- The profile (an eager run): the profiler records the ``--steps`` steps after ``--warmup``;
-  self time (CPU, and the device's on CUDA) per category of op and the top ``--top`` ops.
-- ``--compile off,layers,model``: per scope, steady s/step (median of the ``--steps`` steps) and
-  compile start-up = the ``--warmup`` first steps minus as many steady steps.
+Each variant of ``--compile`` (off = eager, layers = ``--compile``, model = ``--compile-scope
+model``) is one ``lfft train`` run (the library's ``train()``, sft with the feedback head, as
+bench/gpu_check.sh trains) of ``--warmup`` + ``--steps`` optimizer steps, each step timed (CUDA
+synchronised). Start-up is the time to the end of the warmup steps less ``--warmup`` steady
+steps: for a compiled run, mostly compilation. The eager run then trains ``--profile-steps``
+more under torch.profiler (not timed: the profiler slows steps down): self time per op,
+grouped into categories, and the top ops. Without
+``--model``/``--splits`` the data are synthetic sessions (``lfft synth``: ~97 tokens an
+example) through the data stages, and the model an ``lfft init --preset``.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections import defaultdict
 from pathlib import Path
 
+import torch
+
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-from gpu_check import flops_per_token  # noqa: E402
+sys.path.insert(0, str(HERE))  # gpu_check's FLOP count, beside this file
 
-LFFT = [sys.executable, "-m", "lfft"]
-CATEGORIES = {  # the first whose words are in an op's name (lower case) wins; order matters
-    "optimizer": ("_foreach", "adam", "optimizer", "vector_norm"),  # vector_norm: clipping
-    "loss": ("log_softmax", "nll_loss", "cross_entropy", "logsumexp", "binary_cross_entropy"),
-    "attention": ("attention", "sdpa", "softmax"),
-    "matmul/linear": ("mm", "matmul", "linear", "addmm", "bmm", "gemm"),
-    "embedding/index": ("embedding", "index", "gather", "scatter", "nonzero", "masked_select"),
-    "casts + copies + zero-fill": (
-        "copy", "_to_copy", "aten::to", "clone", "contiguous", "fill_", "zero_", "zeros",
-        "empty", "cat", "stack", "expand", "view", "reshape", "transpose", "permute", "slice",
-        "select", "t", "split", "unsqueeze", "squeeze",
+# Self time of aten ops by what they do; the first pattern an op's name contains wins.
+CATEGORIES: list[tuple[str, tuple[str, ...]]] = [
+    ("compiled kernels", ("compiled", "triton", "cpp_fused", "inductor")),
+    ("attention", ("attention", "flash", "_efficient", "flex")),
+    ("optimizer", ("adam", "_foreach", "clip_grad", "norm_ ")),
+    ("matmul", ("mm", "matmul", "linear", "gemm", "baddbmm")),
+    (
+        "casts, copies, zero-fill",
+        ("::to", "_to_copy", "copy_", "fill_", "zero_", "clone", "contiguous"),
     ),
-    "elementwise/activation/norm": (
-        "add", "mul", "sub", "div", "neg", "pow", "rsqrt", "sqrt", "mean", "sum", "silu",
-        "sigmoid", "gelu", "tanh", "exp", "norm", "where", "relu", "cos", "sin", "threshold",
+    ("embedding, gather, scatter", ("embedding", "index", "gather", "scatter", "take")),
+    ("loss (log-softmax, log-sum-exp)", ("softmax", "logsumexp", "nll", "cross_entropy")),
+    (
+        "element-wise, norms, reductions",
+        (
+            "add",
+            "mul",
+            "sub",
+            "div",
+            "silu",
+            "gelu",
+            "rsqrt",
+            "pow",
+            "mean",
+            "sum",
+            "exp",
+            "neg",
+            "cat",
+            "where",
+            "masked",
+            "sigmoid",
+            "tanh",
+            "cos",
+            "sin",
+        ),
     ),
-}  # fmt: skip
+]
 
 
-def category(name: str) -> str:
-    """An op's category: by its name's words (``aten::mm`` -> ``mm``); the rest is ``other``."""
-    low = name.lower()
-    op = low.split("::")[-1]
-    if low.startswith(("profilerstep", "autograd::engine")):
-        return "outside ops (Python, autograd)"
-    for cat, words in CATEGORIES.items():
-        if any(w == op or (len(w) > 2 and w in low) for w in words):
-            return cat
+def category(op: str) -> str:
+    name = op.lower()
+    for label, patterns in CATEGORIES:
+        if any(p in name for p in patterns):
+            return label
     return "other"
 
 
-def prepare(work: Path, args) -> tuple[Path, Path]:
-    """``(checkpoint, splits)`` in ``work``: synth logs -> data stages -> ``lfft init``."""
-    logs, splits = work / "logs", work / "splits"
-    ckpt = work / "ckpt" / f"{args.preset}-v{args.vocab_size}-l{args.max_length}"
-    config = work / "lfft.toml"
-    config.write_text('[collect]\nformat = "events"\n\n[split]\nkey = "session_id"\n')
-    if not logs.exists():
-        synth = ["synth", "--out", str(logs), "--sessions", str(args.sessions), "--files", "4"]
-        subprocess.run([*LFFT, *synth, "--seed", "0", "-q"], check=True)
+def lfft(*args: str) -> None:
+    subprocess.run([sys.executable, "-m", "lfft", *args], check=True, stdout=subprocess.DEVNULL)
+
+
+def prepare(args) -> tuple[Path, Path]:
+    """``(checkpoint, splits)``: the given ones, or synthetic sessions through the data stages
+    and an ``lfft init --preset`` (kept in ``--work`` for the next run)."""
+    if args.model and args.splits:
+        return Path(args.model), Path(args.splits)
+    work = Path(args.work or tempfile.mkdtemp(prefix="lfft-profile-"))
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "lfft.toml").write_text(
+        '[collect]\nformat = "events"\n\n[split]\nkey = "session_id"\nratios = [0.98, 0.01, 0.01]\n'
+    )
+    if not (work / "logs").exists():
+        lfft("synth", "--out", str(work / "logs"), "--sessions", str(args.sessions), "--seed", "0")
+    splits, ckpt = work / "splits", work / "ckpt" / f"init-{args.preset}"
     if not (splits / "train.parquet").exists():
-        stages = ["pipeline", str(logs), "--work", str(work), "--until", "split"]
-        subprocess.run([*LFFT, *stages, "--config", str(config)], check=True, stdout=sys.stderr)
+        lfft("pipeline", str(work / "logs"), "--work", str(work), "--until", "split",
+             "--config", str(work / "lfft.toml"))  # fmt: skip
     if not (ckpt / "lfft.json").exists():
-        init = ["init", "--out", str(ckpt), "--preset", args.preset, "--data"]
-        init += [str(splits / "train.parquet"), "--vocab-size", str(args.vocab_size)]
-        subprocess.run([*LFFT, *init, "--max-length", str(args.max_length), "-q"], check=True)
+        lfft("init", "--out", str(ckpt), "--preset", args.preset, "--data",
+             str(splits / "train.parquet"), "--vocab-size", str(args.vocab_size),
+             "--max-length", str(args.max_length))  # fmt: skip
     return ckpt, splits
 
 
-def one_run(args, scope: str, profile: bool) -> dict:
-    """One training run in this process: step times, tokens, and the profile's figures."""
-    import torch
-    from torch.optim.optimizer import register_optimizer_step_post_hook
+class Steps:
+    """Seconds of each optimizer step (read at torch's optimizer-step hook) and, once the timed
+    steps (``timed``) are done, the profiler started and stepped along."""
 
-    import lfft.model.train as train_mod
-    from lfft.config import TrainConfig
+    def __init__(self, device: torch.device, timed: int, profiler=None):
+        from torch.optim.optimizer import register_optimizer_step_post_hook
 
-    cfg = TrainConfig(
-        objective="sft",
-        max_steps=args.warmup + args.steps,
-        batch_size=4096,
-        batch_tokens=args.batch_tokens,
-        max_length=args.max_length,
-        lr=6e-4,
-        warmup_steps=0,
-        precision=args.precision,
-        device=args.device,
-        compile=scope != "off",
-        compile_scope="model" if scope == "model" else "layers",
-        log_every=10**6,
-        eval_every=0,
-        save_every=0,
-    )
-    cuda = args.device.startswith("cuda")
-    marks: list[float] = []
-    tokens: list[int] = [0]
+        self.device, self.timed, self.profiler = device, timed, profiler
+        self.times: list[float] = []
+        self.last = time.perf_counter()
+        self.handle = register_optimizer_step_post_hook(self._step)
 
-    def now() -> float:
-        if cuda:
+    def _step(self, *_) -> None:
+        if self.device.type == "cuda":
             torch.cuda.synchronize()
-        return time.perf_counter()
+        now = time.perf_counter()
+        self.times.append(now - self.last)
+        self.last = now
+        if self.profiler is not None and len(self.times) == self.timed:
+            self.profiler.start()
+        elif self.profiler is not None and len(self.times) > self.timed:
+            self.profiler.step()
 
-    # train() looks these up in its module when it starts: wrapped, they count each step's
-    # tokens and mark the loop's start (no hook in the library for either)
-    make_batch, adamw = train_mod.make_batch, train_mod.adamw
 
-    def counted_batch(*a):
-        batch = make_batch(*a)
-        tokens[-1] += batch.tokens
-        return batch
+def run(variant: str, ckpt: Path, splits: Path, out: Path, args, profile: bool) -> dict:
+    from lfft.config import TrainConfig
+    from lfft.model.device import pick_device
+    from lfft.model.train import train
 
-    def timed_adamw(*a):
-        marks.append(now())  # the loop starts right after the optimizer is made
-        return adamw(*a)
-
-    def stepped(optimizer, *_):
-        if type(optimizer).__module__.startswith("torch.optim"):
-            marks.append(now())
-            tokens.append(0)
-            if prof is not None:
-                prof.step()
-
-    prof, figures = None, {}
+    device = pick_device(args.device)
+    timed = args.warmup + args.steps
+    cfg = TrainConfig(
+        objective="sft", feedback_loss="auto", precision=args.precision, device=args.device,
+        max_steps=timed + (args.profile_steps if profile else 0), warmup_steps=0, lr=6e-4,
+        batch_size=100_000,
+        batch_tokens=args.batch_tokens, max_length=args.max_length, log_every=1,
+        eval_every=0, save_every=0, packing=args.packing, compile=variant != "off",
+        compile_scope="model" if variant == "model" else "layers",
+    )  # fmt: skip
+    profiler = None
     if profile:
-        from torch.profiler import ProfilerActivity, schedule
+        activities = [torch.profiler.ProfilerActivity.CPU]
+        if device.type == "cuda":
+            activities.append(torch.profiler.ProfilerActivity.CUDA)
+        profiler = torch.profiler.profile(activities=activities)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    torch._dynamo.reset()
+    clock = Steps(device, timed, profiler)
+    try:
+        train(ckpt, splits, out, cfg)
+    finally:
+        clock.handle.remove()
+    if profiler is not None:
+        profiler.stop()
+    steady_times = clock.times[args.warmup : timed]
+    steady = statistics.median(steady_times)
+    info = json.loads((out / "lfft.json").read_text())
+    import pyarrow.parquet as pq
 
-        acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
-        plan = schedule(wait=max(0, args.warmup - 1), warmup=min(1, args.warmup), active=args.steps)
-        ready = lambda p: figures.update(summarize(p, cuda, args))  # noqa: E731
-        prof = torch.profiler.profile(activities=acts, schedule=plan, on_trace_ready=ready)
-    train_mod.make_batch, train_mod.adamw = counted_batch, timed_adamw
-    hook = register_optimizer_step_post_hook(stepped)
-    with tempfile.TemporaryDirectory() as out, prof or contextlib.nullcontext():
-        train_mod.train(args.model, args.splits, Path(out) / "run", cfg)
-    hook.remove()
-    steps = [b - a for a, b in zip(marks, marks[1:], strict=False)]
-    steady = statistics.median(steps[args.warmup :])
+    logged = [
+        r for r in pq.read_table(out / "metrics.parquet").to_pylist() if r["split"] == "train"
+    ]
+    tokens = sum(r["tokens"] for r in logged if args.warmup < r["step"] <= timed)  # a row a step
+    result = {
+        "variant": variant,
+        "compiled": info.get("compiled"),
+        "steps": len(clock.times),
+        "steady s/step": steady,
+        "start-up s": sum(clock.times[: args.warmup]) - args.warmup * steady,
+        "first step s": clock.times[0],
+        "tokens/s": tokens / sum(steady_times),
+        "peak GiB": torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else None,
+    }
+    if profiler is not None:
+        result["profile"] = summarize(profiler, device, args.top)
+        if args.trace:
+            profiler.export_chrome_trace(str(args.trace))
+    return result
+
+
+def summarize(profiler, device: torch.device, top: int) -> dict:
+    """Self time per category and the top ops (device time on CUDA, CPU time on the CPU)."""
+    cuda = device.type == "cuda"
+    rows = []
+    for e in profiler.key_averages():
+        t = e.self_device_time_total if cuda else e.self_cpu_time_total
+        if t > 0:
+            rows.append((e.key, t / 1e6, e.count))
+    total = sum(t for _, t, _ in rows) or 1.0
+    shares: dict[str, float] = {}
+    for key, t, _ in rows:
+        shares[category(key)] = shares.get(category(key), 0.0) + t / total
+    rows.sort(key=lambda r: -r[1])
     return {
-        "scope": scope,
-        "step_seconds": steps,
-        "steady_s_per_step": steady,
-        "startup_s": sum(steps[: args.warmup]) - args.warmup * steady,
-        "tokens_per_step": statistics.mean(tokens[args.warmup : len(steps)]),
-        "graphs": _graphs(),
-        **figures,
+        "clock": "CUDA self time" if cuda else "CPU self time",
+        "total s": total,
+        "categories": dict(sorted(shares.items(), key=lambda kv: -kv[1])),
+        "top": [{"op": k, "s": t, "share": t / total, "calls": n} for k, t, n in rows[:top]],
     }
 
 
-def _graphs() -> int:
-    from torch._dynamo.utils import counters
-
-    return int(counters["stats"]["unique_graphs"])
-
-
-def summarize(prof, cuda: bool, args) -> dict:
-    """Self time per category and the top ops, CPU and (on CUDA) device, per profiled step. An op
-    run by ``optimizer.step()`` counts as optimizer whatever it is (AdamW's ``mul_``, ``sqrt``)."""
-    from torch.autograd import DeviceType
-
-    per_cat: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
-    ops: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0.0, 0.0, 0])
-    for e in prof.events():
-        if e.device_type != DeviceType.CPU:
-            continue  # a kernel: its time is in the self device time of the op that launched it
-        cat = "optimizer" if _in_optimizer(e) else category(e.name)
-        cpu = e.self_cpu_time_total / 1e6
-        dev = e.self_device_time_total / 1e6 if cuda else 0.0
-        for sums in (per_cat[cat], ops[e.name, cat]):
-            sums[0] += cpu
-            sums[1] += dev
-        ops[e.name, cat][2] += 1
-    if args.trace:
-        prof.export_chrome_trace(str(args.trace))
-    key = 1 if cuda else 0
-    top = sorted(ops.items(), key=lambda kv: -kv[1][key])[: args.top]
-    n = args.steps
-    cats = {c: {"cpu_s": v[0] / n, "device_s": v[1] / n} for c, v in per_cat.items()}
-    return {
-        "profile_categories": cats,
-        "profile_top": [
-            {"op": op, "category": cat, "cpu_s": v[0] / n, "device_s": v[1] / n,
-             "calls": v[2] / n}
-            for (op, cat), v in top
-        ],
-    }  # fmt: skip
-
-
-def _in_optimizer(event) -> bool:
-    while event is not None:
-        if event.name.startswith("Optimizer."):  # torch's Optimizer.step#AdamW.step range
-            return True
-        event = event.cpu_parent
-    return False
-
-
-def child(args) -> None:
-    """``--_one SCOPE``: one run in a process of its own, its figures as JSON on stdout's end."""
-    import torch
-
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--device", default="cpu", help="cpu | cuda")
+    p.add_argument("--preset", default="125m", help="lfft init --preset (without --model)")
+    p.add_argument("--precision", default="auto", help="auto | fp32 | bf16")
+    p.add_argument("--steps", type=int, default=3, help="steady steps per variant")
+    p.add_argument("--warmup", type=int, default=2, help="untimed steps (compilation) first")
+    p.add_argument("--profile-steps", type=int, default=3, help="eager steps profiled after")
+    p.add_argument("--batch-tokens", type=int, default=4096)
+    p.add_argument("--max-length", type=int, default=256)
+    p.add_argument("--vocab-size", type=int, default=32000)
+    p.add_argument("--sessions", type=int, default=2000, help="synthetic sessions (no --splits)")
+    p.add_argument("--packing", default="off", help="off | on | auto")
+    p.add_argument("--compile", default="off", help="comma list of off, layers, model")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's choice)")
+    p.add_argument("--top", type=int, default=12, help="top ops listed")
+    p.add_argument("--work", help="folder for the synthetic data and model (kept)")
+    p.add_argument("--model", help="an existing checkpoint (with --splits)")
+    p.add_argument("--splits", help="an existing splits folder (with --model)")
+    p.add_argument("--trace", type=Path, help="write the eager run's chrome trace here")
+    p.add_argument("--peak-tflops", type=float, default=989.0, help="dense bf16 peak (MFU)")
+    p.add_argument("--json", type=Path, help="write every figure here")
+    args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    result = one_run(args, args._one, profile=args._profile)
-    print("RESULT " + json.dumps(result))
+    ckpt, splits = prepare(args)
+    variants = [v.strip() for v in args.compile.split(",") if v.strip()]
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for v in variants:
+            results.append(run(v, ckpt, splits, Path(tmp) / v, args, profile=v == "off"))
+    if args.device.startswith("cuda"):  # model FLOPs utilisation, gpu_check's FLOP count
+        from gpu_check import flops_per_token
 
-
-def spawn(args, scope: str, profile: bool) -> dict:
-    argv = [a for a in sys.argv[1:]]
-    argv += ["--model", str(args.model), "--splits", str(args.splits), "--_one", scope]
-    argv += ["--_profile"] if profile else []
-    with tempfile.TemporaryDirectory() as cache:
-        env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": cache}  # compile from scratch
-        done = subprocess.run(
-            [sys.executable, __file__, *argv],
-            env=env,
-            stdout=subprocess.PIPE,
-            text=True,
-            check=True,
-        )
-    line = [x for x in done.stdout.splitlines() if x.startswith("RESULT ")][-1]
-    return json.loads(line.removeprefix("RESULT "))
-
-
-def share_table(cats: dict, cuda: bool) -> list[str]:
-    col = "device_s" if cuda else "cpu_s"
-    total = sum(v[col] for v in cats.values()) or 1.0
-    lines = [f"| category | {'device' if cuda else 'CPU'} s/step | share |"]
-    lines.append("| --- | ---: | ---: |")
-    for c, v in sorted(cats.items(), key=lambda kv: -kv[1][col]):
-        lines.append(f"| {c} | {v[col]:.3f} | {v[col] / total:.1%} |")
-    return lines
-
-
-def top_table(top: list[dict], cuda: bool) -> list[str]:
-    col = "device_s" if cuda else "cpu_s"
-    lines = ["| op | category | calls/step | self s/step |", "| --- | --- | ---: | ---: |"]
-    for r in top:
-        lines.append(f"| `{r['op']}` | {r['category']} | {r['calls']:.0f} | {r[col]:.4f} |")
-    return lines
-
-
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--device", default="cpu", help="cpu | cuda")
-    ap.add_argument("--preset", default="125m", help="lfft init --preset: tiny | small | 125m")
-    ap.add_argument("--precision", default="auto", help="auto | fp32 | bf16 | fp16")
-    ap.add_argument("--steps", type=int, default=3, help="timed (and profiled) steps")
-    ap.add_argument("--warmup", type=int, default=2, help="steps before them (compilation)")
-    ap.add_argument("--batch-tokens", type=int, default=4096)
-    ap.add_argument("--max-length", type=int, default=256)
-    ap.add_argument("--vocab-size", type=int, default=2048)
-    ap.add_argument("--sessions", type=int, default=1000, help="lfft synth sessions")
-    ap.add_argument("--compile", default="", help="comma list of off,layers,model")
-    ap.add_argument("--no-profile", action="store_true", help="only the --compile runs")
-    ap.add_argument("--top", type=int, default=15, help="ops in the top table")
-    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    ap.add_argument("--work", type=Path, help="folder for the data and checkpoint (reused)")
-    ap.add_argument("--model", type=Path, help="an existing checkpoint (with --splits)")
-    ap.add_argument("--splits", type=Path, help="an existing splits folder (with --model)")
-    ap.add_argument("--trace", type=Path, help="write the profile's chrome trace here")
-    ap.add_argument("--json", type=Path, help="write every figure here")
-    ap.add_argument("--_one", help=argparse.SUPPRESS)
-    ap.add_argument("--_profile", action="store_true", help=argparse.SUPPRESS)
-    args = ap.parse_args()
-    if args._one:
-        return child(args)
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)  # (for the machine line: each run sets its own)
-    scopes = [s for s in args.compile.split(",") if s]
-    if any(s not in ("off", "layers", "model") for s in scopes):
-        ap.error("--compile: a comma list of off, layers, model")
-    if (args.model is None) != (args.splits is None):
-        ap.error("--model and --splits go together")
-    if args.model is None:
-        work = args.work or Path(tempfile.mkdtemp(prefix="lfft-profile-"))
-        work.mkdir(parents=True, exist_ok=True)
-        args.model, args.splits = prepare(work, args)
-    _, facts = flops_per_token(args.model, args.splits / "train.parquet", args.max_length)
-    cuda = args.device.startswith("cuda")
-    report: dict = {"argv": sys.argv[1:], "facts": facts, "machine": machine(), "runs": {}}
-    print(f"`bench/train_profile.py {' '.join(sys.argv[1:])}`")
-    print(f"{report['machine']}; {facts['examples']:,} examples of {facts['mean length']:.1f}"
-          f" tokens on average; {facts['params'] / 1e6:.1f}M parameters\n")  # fmt: skip
-    if not args.no_profile:
-        prof = spawn(args, "off", profile=True)
-        report["profile"] = prof
-        print(f"Eager profile: {args.steps} steps after {args.warmup},"
-              f" {prof['tokens_per_step']:,.0f} tokens/step, {prof['steady_s_per_step']:.3f} s/step"
-              " under the profiler\n")  # fmt: skip
-        print("\n".join(share_table(prof["profile_categories"], cuda)) + "\n")
-        print("\n".join(top_table(prof["profile_top"], cuda)) + "\n")
-    rows = ["| compile | start-up s | steady s/step | tokens/s | graphs | first steps s |"]
-    rows.append("| --- | ---: | ---: | ---: | ---: | --- |")
-    for scope in scopes:
-        r = spawn(args, scope, profile=False)
-        report["runs"][scope] = r
-        firsts = ", ".join(f"{s:.2f}" for s in r["step_seconds"][: args.warmup])
-        rows.append(f"| {scope} | {r['startup_s']:.1f} | {r['steady_s_per_step']:.3f} |"
-                    f" {r['tokens_per_step'] / r['steady_s_per_step']:,.0f} | {r['graphs']} |"
-                    f" {firsts} |")  # fmt: skip
-    if scopes:
-        print("\n".join(rows))
-    report["load_after"] = os.getloadavg()[0]
-    print(f"\nload average at the end: {report['load_after']:.2f}")
+        flops, _ = flops_per_token(ckpt, splits / "train.parquet", args.max_length)
+        for r in results:
+            r["MFU"] = flops * r["tokens/s"] / (args.peak_tflops * 1e12)
+    report(results, args, ckpt)
     if args.json:
-        args.json.write_text(json.dumps(report, indent=1))
+        args.json.write_text(json.dumps({"args": vars(args), "runs": results}, default=str))
 
 
-def machine() -> str:
-    import torch
+def report(results: list[dict], args, ckpt: Path) -> None:
+    from transformers import AutoConfig
 
-    dev = torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor()
-    return (f"{platform.node()}, {os.cpu_count()} cores, {dev or platform.machine()}, torch"
-            f" {torch.__version__}, {torch.get_num_threads()} threads")  # fmt: skip
+    cfg = AutoConfig.from_pretrained(ckpt)
+    print(
+        f"{ckpt.name}: {cfg.num_hidden_layers} layers, width {cfg.hidden_size}, vocab"
+        f" {cfg.vocab_size}; {args.device}, {args.precision}, {torch.get_num_threads()} threads,"
+        f" torch {torch.__version__}; batch tokens {args.batch_tokens}, max length"
+        f" {args.max_length}, {args.warmup} warmup + {args.steps} steps; load"
+        f" {os.getloadavg()[0]:.1f}"
+    )
+    print()
+    print(
+        "| variant | compiled | start-up s | steady s/step | vs eager | tokens/s | MFU | peak GiB |"
+    )
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    eager = next((r["steady s/step"] for r in results if r["variant"] == "off"), None)
+    for r in results:
+        speed = f"{eager / r['steady s/step']:.2f}x" if eager else ""
+        peak = f"{r['peak GiB']:.1f}" if r["peak GiB"] is not None else ""
+        mfu = f"{r['MFU']:.1%}" if "MFU" in r else ""
+        print(
+            f"| {r['variant']} | {r['compiled'] or 'eager'} | {r['start-up s']:.1f} |"
+            f" {r['steady s/step']:.3f} | {speed} | {r['tokens/s']:,.0f} | {mfu} | {peak} |"
+        )
+    for r in results:
+        if "profile" not in r:
+            continue
+        prof = r["profile"]
+        print()
+        print(f"Eager steady steps, {prof['clock']} ({prof['total s']:.2f} s in all):")
+        print()
+        print("| category | share |")
+        print("| --- | ---: |")
+        for label, share in prof["categories"].items():
+            print(f"| {label} | {share:.1%} |")
+        print()
+        print("| op | calls | self s | share |")
+        print("| --- | ---: | ---: | ---: |")
+        for t in prof["top"]:
+            print(f"| `{t['op']}` | {t['calls']} | {t['s']:.3f} | {t['share']:.1%} |")
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ in the repo, the KTO demo as lfft rows, the starting checkpoint, and the step cl
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 import time
 from contextlib import contextmanager
@@ -62,25 +63,70 @@ def rows_from_demo(path: Path) -> list[dict]:
     return rows
 
 
-def prepare(work: Path, data: Path) -> None:
-    """Write the split and the starting checkpoint (GPT-2 base + head) into ``work``."""
-    import torch
-    from transformers import GPT2Config, GPT2LMHeadModel
+# The models a run can train: the CPU benchmark's small GPT-2, and SmolLM2-135M's architecture
+# (HuggingFaceTB/SmolLM2-135M-Instruct's config; random weights: the same FLOPs as the real ones).
+ARCHS = ("gpt2-tiny", "smollm2-135m")
+SMOLLM2 = dict(
+    hidden_size=576,
+    intermediate_size=1536,
+    num_hidden_layers=30,
+    num_attention_heads=9,
+    num_key_value_heads=3,
+    vocab_size=49152,
+    max_position_embeddings=2048,
+    rope_theta=100000.0,
+    rms_norm_eps=1e-5,
+    tie_word_embeddings=True,
+)
 
+
+def base_model(arch: str, tokenizer: Path | None):
+    """``(model, tokenizer)`` of ``arch``, freshly initialised (seed 0)."""
+    import torch
+    from transformers import (
+        AutoTokenizer,
+        GPT2Config,
+        GPT2LMHeadModel,
+        LlamaConfig,
+        LlamaForCausalLM,
+    )
+
+    torch.manual_seed(0)
+    if arch == "gpt2-tiny":
+        return GPT2LMHeadModel(GPT2Config(n_layer=4, n_embd=64, n_head=4, n_positions=512)), (
+            AutoTokenizer.from_pretrained(tokenizer) if tokenizer else gpt2_tokenizer()
+        )
+    if tokenizer is None:
+        sys.exit(f"error: --arch {arch} needs --tokenizer (its tokenizer folder)")
+    tok = AutoTokenizer.from_pretrained(tokenizer)
+    ids = dict(eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id or tok.eos_token_id)
+    return LlamaForCausalLM(LlamaConfig(**SMOLLM2, **ids)), tok
+
+
+def prepare(
+    work: Path,
+    data: Path,
+    arch: str = "gpt2-tiny",
+    tokenizer: Path | None = None,
+    split: Path | None = None,
+):
+    """Write the train rows (``split``, an lfft split parquet, else the KTO demo ``data``) and
+    the starting checkpoint (``arch`` + a feedback head) into ``work``."""
     from lfft.config import InitConfig
     from lfft.data.records import to_table
     from lfft.io import write_table
     from lfft.model.init import init
     from lfft.schemas import NORMALIZED, SPLIT, make_metadata
 
-    rows = to_table(rows_from_demo(data), NORMALIZED)
-    write_table(work / "train.parquet", rows, SPLIT, make_metadata("split"))
-    torch.manual_seed(0)
-    base = work / "gpt2"
-    GPT2LMHeadModel(GPT2Config(n_layer=4, n_embd=64, n_head=4, n_positions=512)).save_pretrained(
-        base
-    )
-    gpt2_tokenizer().save_pretrained(base)
+    if split is not None:
+        shutil.copyfile(split, work / "train.parquet")
+    else:
+        rows = to_table(rows_from_demo(data), NORMALIZED)
+        write_table(work / "train.parquet", rows, SPLIT, make_metadata("split"))
+    model, tok = base_model(arch, tokenizer)
+    base = work / "base"
+    model.save_pretrained(base)
+    tok.save_pretrained(base)
     init(work / "init", InitConfig(base=str(base)))
 
 
@@ -88,10 +134,10 @@ class StepClock:
     """Wall and CPU time of optimizer steps ``warmup+1 .. last``, read after every step of a
     torch optimizer (whatever loop calls it), with the tokens counted up to that step."""
 
-    def __init__(self, warmup: int):
+    def __init__(self, warmup: int, sync: bool = False):
         from torch.optim.optimizer import register_optimizer_step_post_hook
 
-        self.warmup, self.steps = max(1, warmup), 0
+        self.warmup, self.steps, self.sync = max(1, warmup), 0, sync  # sync: CUDA, before reads
         self.tokens = self.positions = 0
         self.mark = self.end = (0.0, 0.0, 0, 0)
         self.extra_wall = self.extra_cpu = 0.0
@@ -108,6 +154,10 @@ class StepClock:
         if not type(optimizer).__module__.startswith("torch.optim"):
             return  # a wrapper (accelerate's) around the real one: count the real one
         self.steps += 1
+        if self.sync:
+            import torch
+
+            torch.cuda.synchronize()
         self.end = self._now()
         if self.steps == self.warmup:
             self.mark = self.end

@@ -42,7 +42,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))  # trl_runs and train_setup, beside this file
-from train_setup import StepClock, prepare  # noqa: E402
+from train_setup import ARCHS, StepClock, prepare  # noqa: E402
 
 DATA = ROOT / "data" / "samples" / "formats" / "llamafactory-kto-en-demo" / "kto_en_demo.json"
 LFFT = {
@@ -50,6 +50,10 @@ LFFT = {
     "lfft sft packed": "the same, `--packing on`",
     "lfft sft+F": "sft + the feedback head (λ 0.5)",
     "lfft kto": "KTO, frozen reference; reference point: {kto_ref}",
+}
+LORA = {  # with --lora: adapters of the same rank, alpha and layers as TRL's peft runs
+    "lfft sft lora": "sft, `--lora` (r 8, alpha 16, all linear layers)",
+    "lfft kto lora": "kto, `--lora` (the reference: adapters disabled)",
 }
 BARE = {
     "bare loop": "hidden states → LM head on response positions only → CE",
@@ -65,13 +69,16 @@ def run_lfft(name: str, work: Path, args, clock: StepClock) -> dict:
     from lfft.model.train import train
 
     cfg = TrainConfig(
-        objective="kto" if name == "lfft kto" else "sft",
-        feedback_loss="none" if name in ("lfft sft", "lfft sft packed") else "auto",
+        objective="kto" if name.startswith("lfft kto") else "sft",
+        feedback_loss="auto" if name == "lfft sft+F" or "kto" in name else "none",
+        device=args.device,
+        precision=args.precision,
+        lora=name.endswith("lora"),
         max_steps=args.steps,
         batch_size=args.batch_size,
         batch_tokens=args.batch_size * args.max_length,
         max_length=args.max_length,
-        lr=1e-4,
+        lr=args.lr,
         warmup_steps=0,
         log_every=args.warmup,
         eval_every=0,
@@ -99,26 +106,32 @@ def run_bare(name: str, work: Path, args, clock: StepClock) -> dict:
     from lfft.model.train import read_rows
 
     torch.manual_seed(0)
+    device = torch.device(args.device)
+    half = torch.autocast(device.type, torch.bfloat16, enabled=args.precision == "bf16")
     tok = AutoTokenizer.from_pretrained(work / "init")
-    model = AutoModelForCausalLM.from_pretrained(work / "init", dtype=torch.float32).train()
+    model = AutoModelForCausalLM.from_pretrained(work / "init", dtype=torch.float32)
+    model = model.to(device).train()
     examples = encode(tok, read_rows(work / "train.parquet"), args.max_length)
     lengths = [len(e) for e in examples]
     order: list[list[int]] = []
     while len(order) < args.steps:
         bt = args.batch_size * args.max_length
         order += plan(lengths, args.batch_size, bt, shuffle=True, seed=len(order))
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, fused=True)
     full = name == "bare loop, full logits"
     for idx in order[: args.steps]:
-        b = collate([examples[i] for i in idx], tok.pad_token_id)
+        b = collate([examples[i] for i in idx], tok.pad_token_id).to(device)
         if full:
             labels = b.input_ids.masked_fill(~b.response_mask, -100)
-            loss = model(input_ids=b.input_ids, attention_mask=b.attention_mask, labels=labels).loss
+            with half:
+                out = model(input_ids=b.input_ids, attention_mask=b.attention_mask, labels=labels)
+            loss = out.loss
         else:
-            hidden = model.base_model(input_ids=b.input_ids, use_cache=False).last_hidden_state
-            predicts = b.response_mask[:, 1:]  # position t-1 predicts the response token at t
-            logits = model.get_output_embeddings()(hidden[:, :-1][predicts])
-            loss = F.cross_entropy(logits, b.input_ids[:, 1:][predicts])
+            with half:
+                hidden = model.base_model(input_ids=b.input_ids, use_cache=False).last_hidden_state
+                predicts = b.response_mask[:, 1:]  # position t-1 predicts the response token at t
+                logits = model.get_output_embeddings()(hidden[:, :-1][predicts])
+            loss = F.cross_entropy(logits.float(), b.input_ids[:, 1:][predicts])
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         clock.add(b.tokens, b.positions)
@@ -131,10 +144,10 @@ def child(name: str, work: Path, args) -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    clock = StepClock(args.warmup)
+    clock = StepClock(args.warmup, sync=args.device == "cuda")
     if name in BARE:
         result = run_bare(name, work, args, clock)
-    elif name in LFFT:
+    elif name.startswith("lfft"):  # LFFT and, with --lora, LORA
         result = run_lfft(name, work, args, clock)
     else:
         from trl_runs import run_trl
@@ -145,6 +158,8 @@ def child(name: str, work: Path, args) -> None:
     if result["steps"] != args.steps:
         sys.exit(f"error: {name} ran {result['steps']} optimizer steps, not {args.steps}")
     result["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if args.device == "cuda":  # the GPU's peak instead of the host's
+        result["peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
     print("RESULT " + json.dumps(result))
 
 
@@ -183,6 +198,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--trl-repeat", type=int, default=1, help="runs of each TRL setting")
     p.add_argument("--only-runs", help="comma-separated subset of the runs")
     p.add_argument("--data", type=Path, default=DATA, help="a KTO demo file (LLaMA-Factory)")
+    p.add_argument("--split", type=Path, help="train on this lfft split parquet instead of --data")
+    p.add_argument("--lr", type=float, default=1e-4, help="learning rate of every run")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
+    p.add_argument("--arch", default="gpt2-tiny", choices=ARCHS, help="the model trained")
+    p.add_argument("--tokenizer", type=Path, help="its tokenizer folder (smollm2-135m)")
+    p.add_argument("--lora", action="store_true", help="also LoRA runs (lfft and TRL + peft)")
+    p.add_argument("--json", type=Path, help="also write every run's figures here")
     p.add_argument("--only", help=argparse.SUPPRESS)
     p.add_argument("--work", help=argparse.SUPPRESS)
     return p
@@ -195,19 +218,22 @@ def main() -> None:
         return
     if args.warmup < 1 or args.steps % args.warmup:
         sys.exit("error: --steps must be a multiple of --warmup >= 1 (lfft logs every --warmup)")
-    from trl_runs import SETTINGS, skipped
+    from trl_runs import chosen, skipped
 
-    names = [*LFFT, *BARE]
-    trl = [n for n in SETTINGS if args.trl]
-    for name in [n for n in trl if skipped(n)]:
-        print(f"{name}: not run: {skipped(name)}", file=sys.stderr)
+    names = [*LFFT, *BARE, *(LORA if args.lora else ())]
+    if args.device == "cuda":  # what the targets compare; a GPU session's minutes are few
+        names = [n for n in names if n not in ("lfft sft+F", *BARE)]
+    model_type = "gpt2" if args.arch == "gpt2-tiny" else "llama"
+    trl = chosen(args.device == "cuda", args.lora) if args.trl else []
+    for name in [n for n in trl if skipped(n, model_type, args.device)]:
+        print(f"{name}: not run: {skipped(name, model_type, args.device)}", file=sys.stderr)
         trl.remove(name)
     if args.only_runs:
         keep = args.only_runs.split(",")
         names, trl = [n for n in names if n in keep], [n for n in trl if n in keep]
     results: dict[str, list[dict]] = {n: [] for n in [*names, *trl]}
     with tempfile.TemporaryDirectory(prefix="lfft-bench-") as tmp:
-        prepare(Path(tmp), args.data)
+        prepare(Path(tmp), args.data, args.arch, args.tokenizer, args.split)
         plan = schedule(names, trl, args.repeat, args.trl_repeat)
         for i, name in enumerate(plan):
             load0 = os.getloadavg()[0]
@@ -221,7 +247,10 @@ def main() -> None:
                 f"{r['tokens'] / r['cpu']:,.0f} tok/CPU s, load {r['load']:.1f}",
                 file=sys.stderr,
             )
-    report(results, args)
+    goals = report(results, args)
+    if args.json:
+        record = {"args": vars(args), "runs": results, "targets": goals}
+        args.json.write_text(json.dumps(record, default=str))
 
 
 def run_child(name: str, work: Path) -> dict | None:
@@ -238,12 +267,15 @@ def _median(runs: list[dict], key) -> float:
     return statistics.median(key(r) for r in runs)
 
 
-def report(results: dict[str, list[dict]], args) -> None:
+def report(results: dict[str, list[dict]], args) -> list[dict] | None:
     from trl_runs import SETTINGS, skipped, trl_version
+
+    gpu = args.device == "cuda"  # a GPU's rate is per wall second; a shared CPU's per CPU second
 
     def cpu_rate(name: str) -> float | None:
         runs = results.get(name)
-        return _median(runs, lambda r: r["tokens"] / r["cpu"]) if runs else None
+        clock = "wall" if gpu else "cpu"
+        return _median(runs, lambda r: r["tokens"] / r[clock]) if runs else None
 
     import torch
     import transformers
@@ -253,20 +285,21 @@ def report(results: dict[str, list[dict]], args) -> None:
         f"\n`bench/train_throughput.py {' '.join(sys.argv[1:])}`: "
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {args.threads} "
         f"thread(s); torch {torch.__version__}, transformers {transformers.__version__}, TRL "
-        f"{trl_version()}; GPT-2 3.5M, batch {args.batch_size}, max length {args.max_length}, "
+        f"{trl_version()}; {args.arch} on {args.device} in {args.precision}, "
+        f"batch {args.batch_size}, max length {args.max_length}, "
         f"{args.steps} steps ({args.warmup} untimed); medians of {args.repeat} rounds "
         f"(TRL: {args.trl_repeat}); load average {min(loads, default=0):.1f}-"
         f"{max(loads, default=0):.1f}\n"
     )
     kto_ref = lfft_kto_reference()
-    notes = {**LFFT, **BARE, **{n: s[2] for n, s in SETTINGS.items()}}
+    notes = {**LFFT, **LORA, **BARE, **{n: s[2] for n, s in SETTINGS.items()}}
     notes["lfft kto"] = notes["lfft kto"].format(kto_ref=kto_ref)
     for name in ("trl kto", "trl kto precompute_ref"):
         notes[name] += f"; reference point: {TRL_KTO_REFERENCE}"
     bare = cpu_rate("bare loop")
     print(
         "| run | setting | runs | useful tok/s | useful tok/CPU s | vs bare loop | pad share "
-        "| peak RSS MiB | load |"
+        f"| peak {'GPU' if gpu else 'RSS'} MiB | load |"
     )
     print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for name, runs in results.items():
@@ -283,16 +316,50 @@ def report(results: dict[str, list[dict]], args) -> None:
             f"| {pad:.1%} | {rss:,.0f} | {load:.1f} |"
         )
     if args.trl:
-        for name in [n for n in SETTINGS if skipped(n)]:
-            print(f"\n`{name}` ({notes[name]}) not run: {skipped(name)}.")
-    targets(results, cpu_rate, kto_ref)
+        model_type = "gpt2" if args.arch == "gpt2-tiny" else "llama"
+        for name in [n for n in SETTINGS if skipped(n, model_type, args.device)]:
+            why = skipped(name, model_type, args.device)
+            print(f"\n`{name}` ({notes[name]}) not run: {why}.")
+    if not gpu:  # the CPU's targets, as before; with --lora the per-trainer table follows
+        targets(results, cpu_rate, kto_ref)
+    return gpu_targets(results, cpu_rate, kto_ref) if gpu or args.lora else None
+
+
+def gpu_targets(results: dict[str, list[dict]], rate, kto_ref: str) -> list[dict]:
+    """Issue 15's targets (on a GPU; on the CPU with --lora too): lfft's best setting >= 1.5x
+    TRL's best, per trainer (``rate``: wall on a GPU, CPU time on a CPU); printed, and returned
+    for bench/gpu_check.py."""
+
+    def best(names: list[str]) -> str | None:
+        return max(names, key=rate) if names else None
+
+    rows = []
+    print("\n| target | lfft tok/s (setting) | TRL's best tok/s (setting) | ratio | met |")
+    print("| --- | --- | --- | ---: | --- |")
+    for trainer in ("sft", "kto", "sft lora", "kto lora"):
+        kind, lora = trainer.split()[0], trainer.endswith("lora")
+        ran = [n for n in results if results[n] and n.split()[1] == kind]
+        mine = best([n for n in ran if n.startswith("lfft") and n.endswith("lora") == lora])
+        theirs = best([n for n in ran if n.startswith("trl") and ("lora" in n) == lora])
+        goal = f"lfft {trainer} ≥ 1.5x TRL's best"
+        if mine is None or theirs is None:
+            print(f"| {goal} | not run | | | - |")
+            rows.append({"target": goal, "ratio": None})
+            continue
+        ratio = rate(mine) / rate(theirs)
+        rows.append({"target": goal, "lfft": mine, "trl": theirs, "ratio": ratio})
+        print(
+            f"| {goal} | {rate(mine):,.0f} ({mine}) | {rate(theirs):,.0f} ({theirs}) |"
+            f" {ratio:.2f}x | {'yes' if ratio >= 1.5 else 'no'} |"
+        )
+    return rows
 
 
 def targets(results: dict[str, list[dict]], cpu_rate, kto_ref: str) -> None:
     """The issue's targets, on the CPU-time rates (medians)."""
 
-    def best(prefix: str) -> str | None:
-        names = [n for n in results if n.startswith(prefix) and results[n]]
+    def best(prefix: str) -> str | None:  # full finetunes (--lora's runs have their own table)
+        names = [n for n in results if n.startswith(prefix) and "lora" not in n and results[n]]
         return max(names, key=cpu_rate) if names else None
 
     print("\n| target | measured (useful tok/CPU s, medians) | met |")

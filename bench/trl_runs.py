@@ -2,9 +2,10 @@
 
 TRL is an optional extra installed in the benchmark's environment only (``make bench-train``
 creates ``.venv-bench``). Every run uses the same model, rows, batch size, maximum length,
-learning rate and thread count as lfft's runs, in fp32 without activation checkpointing (TRL's
-CPU defaults, bf16 autocast and checkpointing, were 5-8x slower on the CPU): only the settings
-named in :data:`SETTINGS` differ.
+learning rate and thread count as lfft's runs, without activation checkpointing; on the CPU in
+fp32 (TRL's CPU defaults, bf16 autocast and checkpointing, were 5-8x slower there), on a GPU in
+bf16 autocast like lfft (``--precision``), with TRL's recommended GPU settings (:func:`chosen`).
+Only the settings named in :data:`SETTINGS` differ.
 """
 
 from __future__ import annotations
@@ -42,16 +43,50 @@ SETTINGS: dict[str, tuple[str, dict[str, Any], str]] = {
 }
 
 
-def skipped(name: str) -> str | None:
+# On a GPU, TRL's recommended settings: bf16 (from --precision), padding-free or packed batches,
+# Liger's fused kernels; with --lora, a peft LoraConfig like lfft's (r 8, alpha 16, all linear).
+GPU_SETTINGS: dict[str, tuple[str, dict[str, Any], str]] = {
+    "trl sft liger": (
+        "sft",
+        {"use_liger_kernel": True, "padding_free": True},
+        "use_liger_kernel, padding-free",
+    ),
+    "trl kto liger": ("kto", {"use_liger_kernel": True}, "use_liger_kernel"),
+}
+LORA_SETTINGS: dict[str, tuple[str, dict[str, Any], str]] = {
+    "trl sft lora": ("sft", {"padding_free": True}, "peft LoRA, padding-free"),
+    "trl sft lora liger": (
+        "sft",
+        {"padding_free": True, "use_liger_kernel": True},
+        "peft LoRA, padding-free, use_liger_kernel",
+    ),
+    "trl kto lora": ("kto", {}, "peft LoRA (the reference: adapters disabled)"),
+}
+SETTINGS.update(GPU_SETTINGS)
+SETTINGS.update(LORA_SETTINGS)
+CPU_ONLY = ("trl sft group_by_length", "trl sft packed wrapped")  # not what TRL recommends on GPUs
+
+
+def chosen(gpu: bool, lora: bool) -> list[str]:
+    """The settings a run tries: the CPU's list, or on a GPU TRL's recommended ones."""
+    names = [n for n in SETTINGS if n not in LORA_SETTINGS]
+    if gpu:
+        names = [n for n in names if n not in CPU_ONLY]
+    return names + (list(LORA_SETTINGS) if lora else [])
+
+
+def skipped(name: str, model_type: str = "gpt2", device: str = "cpu") -> str | None:
     """Why the setting ``name`` cannot run here (None: it can)."""
     if "liger" not in name:
         return None
+    if device != "cuda":
+        return "liger-kernel's Triton kernels need a CUDA GPU"
     try:
         from liger_kernel.transformers.monkey_patch import MODEL_TYPE_TO_APPLY_LIGER_FN
     except ImportError:
         return "liger-kernel is not installed (`pip install liger-kernel`)"
-    if "gpt2" not in MODEL_TYPE_TO_APPLY_LIGER_FN:
-        return "liger-kernel has no GPT-2 kernels: `use_liger_kernel` applies nothing to this model"
+    if model_type not in MODEL_TYPE_TO_APPLY_LIGER_FN:
+        return f"liger-kernel has no {model_type} kernels: `use_liger_kernel` applies nothing"
     return None
 
 
@@ -72,6 +107,20 @@ def run_trl(name: str, work: Path, args, rows: list[dict], clock) -> dict:
     kind, overrides, _ = SETTINGS[name]
     tok = AutoTokenizer.from_pretrained(work / "init")
     model = AutoModelForCausalLM.from_pretrained(work / "init", dtype=torch.float32)
+    peft_config = None
+    if "lora" in name:
+        from peft import LoraConfig
+
+        from lfft.config import TrainConfig
+
+        lfft = TrainConfig()  # lfft --lora's defaults (lfft/model/train_setup.py _with_lora)
+        peft_config = LoraConfig(
+            r=lfft.lora_r,
+            lora_alpha=lfft.lora_alpha,
+            lora_dropout=0.0,
+            target_modules="all-linear",
+            task_type="CAUSAL_LM",
+        )
     data = {  # conversational prompt/completion: the chat template is lfft's own (set by init)
         "prompt": [list(r["context"]) + [{"role": "user", "content": r["prompt"]}] for r in rows],
         "completion": [[{"role": "assistant", "content": r["response"]}] for r in rows],
@@ -81,16 +130,16 @@ def run_trl(name: str, work: Path, args, rows: list[dict], clock) -> dict:
     dataset = Dataset.from_dict(data)
     common: dict[str, Any] = dict(
         output_dir=str(work / name.replace(" ", "-")),
-        per_device_train_batch_size=args.batch_size,
+        per_device_train_batch_size=batch_rows(args, overrides, tok, rows),
         max_steps=args.steps,
-        learning_rate=1e-4,
+        learning_rate=args.lr,
         logging_steps=args.steps,
         save_strategy="no",
         report_to=[],
-        use_cpu=True,
+        use_cpu=args.device == "cpu",
         dataloader_num_workers=0,
         max_length=args.max_length,
-        bf16=False,
+        bf16=args.precision == "bf16",
         activation_checkpointing=False,
     )
     if kind == "kto":
@@ -103,8 +152,7 @@ def run_trl(name: str, work: Path, args, rows: list[dict], clock) -> dict:
                 with clock.extra(share=(args.steps - args.warmup) * args.batch_size / len(rows)):
                     return super()._precompute_ref_logps(dataset, name, batch_size)
 
-        config = KTOConfig(**common, **overrides)
-        trainer = Trainer(model=model, args=config, train_dataset=dataset, processing_class=tok)
+        trainer_class, config = Trainer, KTOConfig(**common, **overrides)
     else:
         from trl import SFTConfig, SFTTrainer
 
@@ -116,11 +164,29 @@ def run_trl(name: str, work: Path, args, rows: list[dict], clock) -> dict:
             )
             dataset = plain.train_dataset
             common["max_length"] = None
-        config = SFTConfig(**common, **overrides)
-        trainer = SFTTrainer(model=model, args=config, train_dataset=dataset, processing_class=tok)
+        trainer_class, config = SFTTrainer, SFTConfig(**common, **overrides)
+    trainer = trainer_class(
+        model=model,
+        args=config,
+        train_dataset=dataset,
+        processing_class=tok,
+        peft_config=peft_config,
+    )
     _count_tokens(trainer, clock)
     trainer.train()
     return clock.result()
+
+
+def batch_rows(args, overrides: dict[str, Any], tok, rows: list[dict]) -> int:
+    """Rows per batch: ``--batch-size`` examples, or on a GPU for packed settings the packed rows
+    (up to ``--max-length`` tokens each) that hold as many tokens as ``--batch-size`` examples, so
+    that both sides train on the same tokens per step (the CPU tables keep ``--batch-size``)."""
+    if args.device != "cuda" or not overrides.get("packing"):
+        return args.batch_size
+    from lfft.model.batching import encode
+
+    lengths = [len(e) for e in encode(tok, rows, args.max_length)]
+    return max(1, round(args.batch_size * sum(lengths) / len(lengths) / args.max_length))
 
 
 def _count_tokens(trainer, clock) -> None:

@@ -190,7 +190,7 @@ class TrainConfig:
     grad_checkpointing: bool = opt(False, "Recompute activations in the backward.")
     compile: bool = opt(False, "torch.compile the model.")
     compile_scope: Literal["layers", "model"] = opt(
-        "layers", "--compile: each decoder layer (one shared graph) or the whole backbone."
+        "layers", "With --compile: each decoder layer (one shared graph) or the whole backbone."
     )
     lora: bool = opt(False, "Train LoRA adapters (peft).")
     lora_r: int = opt(8, "LoRA rank.", ge=1)
@@ -219,6 +219,9 @@ class TrainConfig:
     packing: Literal["auto", "on", "off"] = opt(
         "auto", "Padding-free packed rows (auto: on a GPU only)."
     )
+    attention: Literal["auto", "sdpa", "eager", "flex_attention"] = opt(
+        "auto", "Attention kernel (auto: flex_attention for packed rows on a GPU, else sdpa)."
+    )
     report_to: str = opt(
         "auto",
         "Curves also to tensorboard|wandb|mlflow (comma-separated), none, or auto: TensorBoard"
@@ -239,6 +242,9 @@ class EvaluateConfig:
     max_rows: int | None = opt(None, "Evaluate the first N rows only.", ge=1)
     calibration_bins: int = opt(10, "Bins of the calibration table.", ge=1)
     device: str = opt("auto", "auto|cpu|cuda[:N]")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = opt(
+        "auto", "Weights' dtype for scoring and generation (auto: bf16 on a GPU, fp32 on CPU)."
+    )
     seed: int = opt(0, "Seed of sampling.")
 
 

@@ -1,116 +1,74 @@
-"""`lfft train --compile --compile-scope layers|model`: a compiled run takes the steps of an eager
-one and saves the same checkpoint keys; what is compiled is found in any transformers backbone and
-falls back to the whole backbone."""
+"""Which modules `--compile` compiles (lfft/model/compile.py): each decoder layer of a
+transformers model by default, the whole backbone on request or when no layer stack exists; in
+place, so checkpoints keep their keys. (tests/test_smoke_options.py trains through it.)"""
 
 from __future__ import annotations
 
-import json
-
-import pyarrow.parquet as pq
-import pytest
 import torch
 from torch import nn
-from typer.testing import CliRunner
+from transformers import GPT2Config, GPT2LMHeadModel
 
-from lfft.cli import app
-from lfft.config import TrainConfig
-from lfft.model.compile import compile_model, layer_list
-from lfft.model.train import train
-
-pytestmark = pytest.mark.usefixtures("model_one_thread")
+from lfft.model.compile import compile_model, decoder_layers
+from lfft.model.tiny import llama_config
 
 
-def _run(ckpt, splits, out, **kw) -> list[float]:
-    """The train losses of a 3-step run, one logged row per step."""
-    cfg = TrainConfig(
-        max_steps=3, batch_size=8, lr=1e-2, warmup_steps=0, log_every=1, eval_every=0,
-        save_every=0, **kw,
-    )  # fmt: skip
-    train(ckpt, splits, out, cfg)
-    rows = pq.read_table(out / "metrics.parquet").to_pylist()
-    return [r["loss"] for r in rows if r["split"] == "train"]
+def _compiled(module: nn.Module) -> bool:
+    return getattr(module, "_compiled_call_impl", None) is not None
 
 
-def test_layers_scope_trains_like_eager_and_saves_the_same_keys(
-    model_tiny_ckpt, model_splits, tmp_path
-):
-    from torch._dynamo.utils import counters
-    from transformers import AutoModelForCausalLM
+def test_layers_scope_compiles_each_decoder_layer_in_place():
+    from transformers import LlamaForCausalLM
 
-    torch._dynamo.reset()
-    counters.clear()
-    eager = _run(model_tiny_ckpt, model_splits, tmp_path / "eager")
-    # with gradient checkpointing too: the checkpointed forward runs inside each compiled layer
-    compiled = _run(
-        model_tiny_ckpt, model_splits, tmp_path / "compiled", compile=True, grad_checkpointing=True
-    )
-    assert len(compiled) == 3
-    assert counters["stats"]["unique_graphs"] > 0, "torch.compile compiled nothing"
-    # the same losses up to float rounding (fused kernels sum in another order)
-    assert compiled == pytest.approx(eager, rel=1e-4)
-    info = json.loads((tmp_path / "compiled" / "lfft.json").read_text())
-    assert info["config"]["compile_scope"] == "layers"
-    assert info["compiled"] == "layers (2 x LlamaDecoderLayer)"
-    assert json.loads((tmp_path / "eager" / "lfft.json").read_text())["compiled"] is None
-    saved = AutoModelForCausalLM.from_pretrained(tmp_path / "compiled").state_dict()
-    plain = AutoModelForCausalLM.from_pretrained(tmp_path / "eager").state_dict()
-    assert list(saved) == list(plain)
-    assert all(torch.isfinite(w).all() for w in saved.values())
-
-
-def _gpt2():
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    return GPT2LMHeadModel(GPT2Config(n_layer=3, n_embd=16, n_head=2, n_positions=32))
-
-
-def test_layers_are_found_by_shape_not_name():
-    lm = _gpt2()  # its blocks are `transformer.h`
+    lm = LlamaForCausalLM(llama_config("tiny", 64, 32))
     keys = list(lm.state_dict())
-    assert compile_model(lm, "layers") == "layers (3 x GPT2Block)"
-    assert all(block._compiled_call_impl is not None for block in lm.transformer.h)
-    assert lm.transformer._compiled_call_impl is None
-    assert list(lm.state_dict()) == keys  # no `_orig_mod.` in what a checkpoint saves
-
-
-def test_layers_are_found_under_lora():
-    peft = pytest.importorskip("peft")
-    config = peft.LoraConfig(r=2, target_modules="all-linear", task_type="CAUSAL_LM")
-    lm = peft.get_peft_model(_gpt2(), config)
-    keys = list(lm.state_dict())
-    assert compile_model(lm, "layers") == "layers (3 x GPT2Block)"
-    assert all(block._compiled_call_impl is not None for block in lm.base_model.model.transformer.h)
-    assert list(lm.state_dict()) == keys
+    assert compile_model(lm, "layers") == "layers (4 x LlamaDecoderLayer)"
+    assert all(_compiled(layer) for layer in lm.model.layers)
+    assert not _compiled(lm.model) and list(lm.state_dict()) == keys
 
 
 def test_model_scope_compiles_the_backbone():
-    lm = _gpt2()
+    lm = GPT2LMHeadModel(GPT2Config(n_layer=2, n_embd=32, n_head=2, vocab_size=64))
+    assert decoder_layers(lm.transformer) is lm.transformer.h  # GPT-2's stack is `h`
     assert compile_model(lm, "model") == "model"
-    assert lm.transformer._compiled_call_impl is not None
-    assert all(block._compiled_call_impl is None for block in lm.transformer.h)
+    assert _compiled(lm.transformer) and not any(_compiled(b) for b in lm.transformer.h)
 
 
-class _NoLayers(nn.Module):
-    """A backbone whose blocks are plain attributes, not a list."""
+def test_a_backbone_without_a_layer_stack_falls_back_to_the_whole_model():
+    class Flat(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.base_model = nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 4))
 
-    def __init__(self):
-        super().__init__()
-        self.first, self.second = nn.Linear(4, 4), nn.Linear(4, 4)
-        self.heads = nn.ModuleList([nn.Linear(4, 4), nn.ReLU()])  # a list, but not of one kind
-
-    @property
-    def base_model(self):
-        return self
-
-
-def test_without_a_layer_list_the_backbone_is_compiled():
-    lm = _NoLayers()
-    assert layer_list(lm) is None
+    lm = Flat()
+    assert decoder_layers(lm.base_model) is None
     assert compile_model(lm, "layers") == "model"
-    assert lm._compiled_call_impl is not None
+    assert _compiled(lm.base_model)
+    assert torch.isfinite(lm.base_model(torch.ones(2, 4))).all()
 
 
-def test_train_help_names_the_scope():
-    result = CliRunner().invoke(app, ["train", "--help"], terminal_width=200)
-    assert result.exit_code == 0
-    assert "--compile-scope" in result.output
+def test_identical_layers_share_one_compiled_graph():
+    """Why regional compilation starts fast: 4 layers, one graph (whole-backbone: one graph that
+    holds all 4), through forward and backward at two sequence lengths."""
+    from torch._dynamo.utils import counters
+    from transformers import LlamaForCausalLM
+
+    torch._dynamo.reset()
+    counters.clear()
+    lm = LlamaForCausalLM(llama_config("tiny", 64, 32))
+    compile_model(lm, "layers")
+    for length in (10, 13):
+        ids = torch.randint(0, 64, (2, length))
+        lm.model(input_ids=ids, use_cache=False).last_hidden_state.sum().backward()
+    assert counters["stats"]["unique_graphs"] == 1
+    assert not counters["recompiles"]
+
+
+def test_layers_are_found_under_a_lora_wrapper():
+    import peft
+    from transformers import LlamaForCausalLM
+
+    lm = LlamaForCausalLM(llama_config("tiny", 64, 32))
+    config = peft.LoraConfig(r=4, target_modules="all-linear", task_type="CAUSAL_LM")
+    wrapped = peft.get_peft_model(lm, config)
+    assert compile_model(wrapped, "layers") == "layers (4 x LlamaDecoderLayer)"
+    assert all(_compiled(layer) for layer in lm.model.layers)

@@ -92,6 +92,7 @@ def test_evaluate_writes_the_report_and_compares_several(tmp_path, model_tiny_ck
     html = result.outputs["report"].read_text()
     assert all(f'<h2 id="{k}">' in html for k in SECTIONS)
     assert '<table class="gen sortable">' in html  # generations beside the baseline's
+    assert "<td>generation tokens/s</td>" in html and "<td>baseline tokens/s</td>" in html
     r = subprocess.run(
         [sys.executable, "-m", "lfft", "evaluate", "-q", "--model", str(model_tiny_ckpt),
          "--model", str(model_tiny_ckpt), "--data", str(model_splits / "test.parquet"),

@@ -46,7 +46,12 @@ def _train(ckpt: Path, splits: Path, out: Path, *options: str) -> dict[str, floa
     assert all(torch.isfinite(w).all() for w in after.values())
     steps = pq.read_table(out / "metrics.parquet").to_pylist()
     (step,) = [s for s in steps if s["split"] == "train"]
-    return {"loss": step["loss"], "grad_norm": step["grad_norm"], "mlp_calls": calls}
+    return {
+        "loss": step["loss"],
+        "grad_norm": step["grad_norm"],
+        "mlp_calls": calls,
+        "compiled": info.get("compiled"),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -75,5 +80,6 @@ def test_compile_takes_the_same_step(model_tiny_ckpt, model_splits, plain_step, 
     counters.clear()
     got = _train(model_tiny_ckpt, model_splits, tmp_path / "compiled", "--compile")
     assert counters["stats"]["unique_graphs"] > 0, "torch.compile compiled nothing"
+    assert got["compiled"] == "layers (2 x LlamaDecoderLayer)"  # regional by default
     same = ("loss", "grad_norm")  # (in compiled code the feed-forward calls are not counted)
     assert [got[k] for k in same] == pytest.approx([plain_step[k] for k in same], rel=1e-4)

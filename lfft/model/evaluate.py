@@ -35,6 +35,7 @@ from lfft.model.device import pick_device, pick_dtype
 from lfft.model.forward import forward_batch
 from lfft.model.generate import generate_texts
 from lfft.model.losses import sequence_logps
+from lfft.model.throughput import Throughput, describe
 from lfft.report import StageResult
 from lfft.report_html.evaluate import write_report
 from lfft.schemas import PREDICTIONS, SPLIT, make_metadata
@@ -176,20 +177,24 @@ def run_generation(
         first.setdefault(k, i)
     uniq = [rows[i] for i in first.values()]
     kw = _score_kw(cfg)
-    texts = _answers(model, tokenizer, head, uniq, cfg, kw)
+    speed = Throughput()
+    texts = _answers(model, tokenizer, head, uniq, cfg, kw, speed)
     scores = head_scores(model, tokenizer, head, uniq, texts, **kw)
     metrics: dict[str, Any] = {
         "prompts": len(uniq),
         "best_of": cfg.best_of,
         "sampled": cfg.do_sample or cfg.best_of > 1,
         "mean_score": _mean(scores),
+        "throughput": _speed_record(speed, model, cfg, cfg.best_of),
     }
     base_texts: list[str | None] = [None] * len(uniq)
     base_scores = np.full(len(uniq), np.nan)
     if baseline is not None:
         device = next(model.parameters()).device
         b_model, b_tok, b_head = load(baseline, device=device, dtype=next(model.parameters()).dtype)
-        base_texts = _answers(b_model, b_tok, None, uniq, replace(cfg, best_of=1), kw)
+        speed = Throughput()
+        base_texts = _answers(b_model, b_tok, None, uniq, replace(cfg, best_of=1), kw, speed)
+        metrics["baseline_throughput"] = _speed_record(speed, b_model, cfg, 1)
         del b_model, b_head
         base_scores = head_scores(model, tokenizer, head, uniq, base_texts, **kw)
         wins = np.where(scores > base_scores, 1.0, np.where(scores == base_scores, 0.5, 0.0))
@@ -206,7 +211,13 @@ def run_generation(
     )
 
 
-def _answers(model, tokenizer, head, rows, cfg: EvaluateConfig, kw) -> list[str]:
+def _speed_record(speed: Throughput, model, cfg: EvaluateConfig, n: int) -> dict[str, Any]:
+    """``speed`` with the device, dtype and sequences per ``generate`` call (``n`` per prompt)."""
+    param = next(model.parameters())
+    return speed.record(param.device, param.dtype, max(1, cfg.batch_size // n) * n)
+
+
+def _answers(model, tokenizer, head, rows, cfg: EvaluateConfig, kw, speed: Throughput) -> list[str]:
     scorer = None
     if head is not None and cfg.best_of > 1:
 
@@ -224,6 +235,7 @@ def _answers(model, tokenizer, head, rows, cfg: EvaluateConfig, kw) -> list[str]
         batch_size=cfg.batch_size,
         seed=cfg.seed,
         scorer=scorer,
+        stats=speed,
     )
 
 
@@ -274,7 +286,7 @@ def evaluate(
     baseline = Path(baseline) if baseline is not None else None
     rows = read_rows(data, cfg.max_rows, "evaluate")
     device = pick_device(cfg.device)
-    model, tokenizer, head = load(model_dir, device=device, dtype=pick_dtype("auto", device))
+    model, tokenizer, head = load(model_dir, device=device, dtype=pick_dtype(cfg.precision, device))
     scores = score_rows(model, tokenizer, head, rows, **_score_kw(cfg))
     summary = compute_metrics(rows, scores, cfg.calibration_bins)
     gen = None
@@ -376,6 +388,9 @@ def headline(summary: Mapping[str, Any]) -> dict[str, str]:
         if "win_rate" in gen:
             text += f"; win rate vs baseline {_f(gen['win_rate'])}"
         out["generation"] = text
+        out["generation speed"] = describe(gen["throughput"])
+        if "baseline_throughput" in gen:
+            out["baseline speed"] = describe(gen["baseline_throughput"])
     return out
 
 

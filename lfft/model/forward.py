@@ -1,7 +1,8 @@
 """One forward pass of the LM and the feedback head over a :class:`~lfft.model.batching.Batch`.
 
 The backbone runs once (``use_cache=False``); the LM head runs only on the hidden states that
-predict response tokens (the prompt's logits are never needed), and the feedback head on all.
+predict response tokens (the prompt's logits are never needed), in row chunks that never hold the
+whole logits tensor (:mod:`lfft.model.chunked_ce`), and the feedback head on all.
 Padded batches are right-padded, so with a causal mask no real token can see a pad: the padding
 mask is left out and attention keeps its fast causal path. Packed batches keep attention within
 each example. Either way an example's outputs do not depend on the others in its batch.
@@ -15,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from lfft.model.batching import Batch
+from lfft.model.chunked_ce import fusable, head_logps
 
 # Config attributes of models whose LM head is more than a Linear (soft-capping, scaling).
 _LOGIT_TRANSFORMS = ("final_logit_softcapping", "logit_scale", "logits_scaling")
@@ -55,21 +57,26 @@ def forward_batch(model, head, batch: Batch) -> ForwardOut:
     run_ids = batch.pack_ids if packed else ids
     run_pos = batch.pack_pos if packed else batch.position_ids
     predict = batch.gather.index_select(0, idx - 1) if packed else idx - 1  # rows of the flat run
+    lm_head = lm.get_output_embeddings()
     if _plain_lm_head(lm):
         hidden = lm.base_model(
             input_ids=run_ids, position_ids=run_pos, use_cache=False
         ).last_hidden_state
-        logits = lm.get_output_embeddings()(hidden.flatten(0, 1).index_select(0, predict))
+        picked = hidden.flatten(0, 1).index_select(0, predict)
+        if fusable(lm_head):
+            logps = head_logps(lm_head, picked, targets)
+        else:
+            logps = -F.cross_entropy(lm_head(picked).float(), targets, reduction="none")
     else:
         out = lm(
             input_ids=run_ids, position_ids=run_pos, use_cache=False, output_hidden_states=True
         )
         hidden = out.hidden_states[-1]
         logits = out.logits.flatten(0, 1).index_select(0, predict)
-    nll = F.cross_entropy(logits.float(), targets, reduction="none")
+        logps = -F.cross_entropy(logits.float(), targets, reduction="none")
     token_logps = (
         torch.zeros(bsz * t, dtype=torch.float32, device=ids.device)
-        .index_copy(0, idx, -nll)
+        .index_copy(0, idx, logps)
         .view(bsz, t)
     )
     fb_token = fb_seq = None

@@ -12,6 +12,8 @@ from collections.abc import Callable, Sequence
 
 import torch
 
+from lfft.model.throughput import Throughput
+
 Scorer = Callable[[list[int], list[str]], list[float]]  # (prompt indices, texts) -> head scores
 
 
@@ -28,12 +30,15 @@ def generate_ids(
     num_return_sequences: int = 1,
     batch_size: int = 16,
     seed: int = 0,
+    stats: Throughput | None = None,
 ) -> list[list[list[int]]]:
     """New tokens for each prompt (``num_return_sequences`` lists per prompt), eos excluded.
 
-    Prompts are length-sorted into left-padded batches (little padding); the global RNG is left
-    as it was (sampling runs in a forked RNG seeded with ``seed``).
+    Prompts are length-sorted into left-padded batches (little padding) decoded with the KV
+    cache; the global RNG is left as it was (sampling runs in a forked RNG seeded with ``seed``).
+    ``stats`` (when given) accumulates the tokens generated and the time spent.
     """
+    stats = stats if stats is not None else Throughput()
     device = next(model.parameters()).device
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     out: list[list[list[int]]] = [[] for _ in prompts]
@@ -44,17 +49,20 @@ def generate_ids(
             idx = order[start : start + batch_size]
             ids, mask = _left_pad([prompts[i] for i in idx], pad_id, device)
             kwargs = {"temperature": temperature, "top_k": 0, "top_p": 1.0} if do_sample else {}
-            seqs = model.generate(
-                input_ids=ids,
-                attention_mask=mask,
-                max_new_tokens=max_new_tokens,
-                do_sample=do_sample,
-                num_return_sequences=num_return_sequences,
-                pad_token_id=pad_id,
-                eos_token_id=eos_id,
-                **kwargs,
-            )
-            new = seqs[:, ids.shape[1] :].tolist()
+            with stats.timed():
+                seqs = model.generate(
+                    input_ids=ids,
+                    attention_mask=mask,
+                    max_new_tokens=max_new_tokens,
+                    do_sample=do_sample,
+                    num_return_sequences=num_return_sequences,
+                    pad_token_id=pad_id,
+                    eos_token_id=eos_id,
+                    use_cache=True,
+                    **kwargs,
+                )
+                new = seqs[:, ids.shape[1] :].tolist()  # waits for the device
+            stats.add(new, eos_id)
             for j, tokens in enumerate(new):
                 out[idx[j // num_return_sequences]].append(_cut(tokens, eos_id))
     return out
@@ -89,6 +97,7 @@ def generate_texts(
     batch_size: int = 16,
     seed: int = 0,
     scorer: Scorer | None = None,
+    stats: Throughput | None = None,
 ) -> list[str]:
     """One text per prompt: greedy (or sampled); with ``best_of > 1`` (sampling implied) the
     candidate ``scorer`` ranks highest (first on ties)."""
@@ -104,6 +113,7 @@ def generate_texts(
         num_return_sequences=n,
         batch_size=max(1, batch_size // n),
         seed=seed,
+        stats=stats,
     )
     texts = [[tokenizer.decode(c, skip_special_tokens=True) for c in cs] for cs in cands]
     if n == 1 or scorer is None:

@@ -29,7 +29,9 @@ from lfft.config import TrainConfig, as_dict
 from lfft.errors import LfftError, NoUsableRows
 from lfft.io import _hash_json, fingerprints, recover_swap, write_table
 from lfft.model import checkpoint, defaults, distributed, objectives, report_to
+from lfft.model.attention import set_attention
 from lfft.model.batching import Batch, plan
+from lfft.model.compile import compile_model
 from lfft.model.device import pick_device, pick_dtype
 from lfft.model.display import TrainDisplay
 from lfft.model.feedback_lm import inner, position_limit, reference_logps
@@ -104,6 +106,10 @@ def train(
         valset = None  # e.g. dpo without pairs in val.parquet
     settings = loss_settings(cfg, trainset)
     packed, padded_share = choose_packing(cfg, trainset, model.lm)
+    attention = set_attention(model.lm, cfg.attention, packed, device)
+    compiled = compile_model(model.lm, cfg.compile_scope) if cfg.compile else None
+    if ref is not None:
+        set_attention(ref.lm, attention, packed, device)
     to_batch = partial(make_batch, tokenizer.pad_token_id, packed, max_length, device)
     plan_of = epoch_plans(trainset, cfg, packed)
     per_step = max(1, cfg.grad_accum) * world  # micro-batches per optimizer step (all ranks)
@@ -115,9 +121,9 @@ def train(
     warmup = min(cfg.warmup_steps, total // 2)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(warmup, total))
     scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
-    compiled = inner(model).compiled
-    info = run_info(cfg, base_info, model_dir, trainset, valset, settings, packed, compiled)
-    info.update(inputs=inputs, fingerprint=run_id, **chosen.record())
+    info = run_info(cfg, base_info, model_dir, trainset, valset, settings, packed)
+    info.update(inputs=inputs, fingerprint=run_id, attention=attention, compiled=compiled)
+    info.update(chosen.record())
     if ctx is not None:
         info["distributed"] = distributed.info(ctx)
     state = TrainState()
@@ -214,7 +220,7 @@ def train(
     packing = (packed, padded_share)
     elapsed = time.perf_counter() - start
     result = summary(cfg, state, trainset, settings, packing, device_text, out, elapsed)
-    result.extra.update(chosen.summary())
+    result.extra.update(chosen.summary(), attention=attention)
     return result
 
 

@@ -22,7 +22,6 @@ from lfft.errors import LfftError
 from lfft.io import read_table
 from lfft.model import checkpoint
 from lfft.model.batching import Batch, Example, collate, pack, plan, plan_pad_share, use_packing
-from lfft.model.compile import compile_model
 from lfft.model.feedback_lm import FeedbackLM
 from lfft.model.forward import packing_works, unwrap
 from lfft.model.objectives import (
@@ -78,9 +77,9 @@ def load_for_training(
     cfg: TrainConfig, model_dir: Path, resume_dir: Path | None, device, train_head: bool
 ) -> tuple[FeedbackLM, FeedbackLM | None]:
     """``(model, reference)`` in training / eval mode: the LM and head of ``model_dir`` (of the
-    step checkpoint ``resume_dir`` when resuming), with LoRA adapters, gradient checkpointing and
-    compilation as configured; the frozen reference of kto/dpo is ``model_dir``'s LM (None with
-    LoRA: the LM with its adapters disabled is the reference)."""
+    step checkpoint ``resume_dir`` when resuming), with LoRA adapters and gradient checkpointing
+    as configured (train() compiles); the frozen reference of kto/dpo is ``model_dir``'s LM
+    (None with LoRA: the LM with its adapters disabled is the reference)."""
     weights = resume_dir if resume_dir is not None and not cfg.lora else model_dir
     lm = checkpoint.load_model(weights, device)
     head = checkpoint.load_head(resume_dir or model_dir, device)
@@ -90,9 +89,7 @@ def load_for_training(
         unwrap(lm).gradient_checkpointing_enable(
             gradient_checkpointing_kwargs={"use_reentrant": False}
         )
-    compiled = compile_model(lm, cfg.compile_scope) if cfg.compile else None
     model = FeedbackLM(lm, head, train_head).train()
-    model.compiled = compiled  # what lfft.json records (run_info)
     ref = None
     if cfg.objective in NEEDS_REFERENCE and not cfg.lora:
         ref_lm = checkpoint.load_model(model_dir, device)
@@ -176,12 +173,14 @@ def make_batch(
 
 
 def adamw(params: list[torch.nn.Parameter], cfg: TrainConfig, device) -> torch.optim.AdamW:
-    """AdamW without weight decay on 1-D parameters (norms, biases); fused on CUDA."""
+    """AdamW without weight decay on 1-D parameters (norms, biases); fused (one kernel over all
+    parameters) on CUDA and the CPU: on the CPU 6x faster than the default foreach step
+    (bench/optimizer_step.py), with the same results to 1e-8."""
     groups = [
         {"params": [p for p in params if p.ndim >= 2], "weight_decay": cfg.weight_decay},
         {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
     ]
-    fused = True if device.type == "cuda" else None
+    fused = True if device.type in ("cuda", "cpu") else None
     return torch.optim.AdamW(groups, lr=cfg.lr, fused=fused)
 
 
@@ -205,10 +204,8 @@ def run_info(
     valset: TrainSet | None,
     settings: LossSettings,
     packed: bool,
-    compiled: str | None = None,
 ) -> dict[str, Any]:
-    """What ``lfft.json`` records about the run (``base``: the starting checkpoint's;
-    ``compiled``: what ``--compile`` compiled, see :func:`lfft.model.compile.compile_model`)."""
+    """What ``lfft.json`` records about the run (``base``: the starting checkpoint's)."""
     counts = {"train_" + k: v for k, v in trainset.counts.items()}
     if valset:
         counts.update({"val_" + k: v for k, v in valset.counts.items()})
@@ -222,7 +219,6 @@ def run_info(
         "trust_remote_code": base.get("trust_remote_code", False),
         "loss": asdict(settings),
         "packing": packed,
-        "compiled": compiled,
     }
 
 

@@ -40,6 +40,8 @@ METRICS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("generation mean score", ("generation", "mean_score")),
     ("baseline mean score", ("generation", "baseline_mean_score")),
     ("win rate vs baseline", ("generation", "win_rate")),
+    ("generation tokens/s", ("generation", "throughput", "tokens_per_s")),
+    ("baseline tokens/s", ("generation", "baseline_throughput", "tokens_per_s")),
 )
 COMPARED = {  # short axis label: metric label (all in [0, 1], so one axis fits them)
     "acc": "head accuracy",
