@@ -4,6 +4,9 @@ place, so checkpoints keep their keys. (tests/test_smoke_options.py trains throu
 
 from __future__ import annotations
 
+import json
+
+import pytest
 import torch
 from torch import nn
 from transformers import GPT2Config, GPT2LMHeadModel
@@ -72,3 +75,39 @@ def test_layers_are_found_under_a_lora_wrapper():
     wrapped = peft.get_peft_model(lm, config)
     assert compile_model(wrapped, "layers") == "layers (4 x LlamaDecoderLayer)"
     assert all(_compiled(layer) for layer in lm.model.layers)
+
+
+@pytest.mark.usefixtures("model_one_thread")
+def test_compiled_layers_with_grad_checkpointing_train_like_eager(
+    model_tiny_ckpt, model_splits, tmp_path
+):
+    """Three steps of `--compile --grad-checkpointing` (the checkpointed forward runs inside each
+    compiled layer) take the eager run's losses and save the eager run's keys."""
+    import pyarrow.parquet as pq
+    from torch._dynamo.utils import counters
+    from transformers import AutoModelForCausalLM
+
+    from lfft.config import TrainConfig
+    from lfft.model.train import train
+
+    def losses(out, **kw) -> list[float]:
+        cfg = TrainConfig(
+            max_steps=3, batch_size=8, lr=1e-2, warmup_steps=0, log_every=1, eval_every=0,
+            save_every=0, **kw,
+        )  # fmt: skip
+        train(model_tiny_ckpt, model_splits, out, cfg)
+        rows = pq.read_table(out / "metrics.parquet").to_pylist()
+        return [r["loss"] for r in rows if r["split"] == "train"]
+
+    torch._dynamo.reset()
+    counters.clear()
+    eager = losses(tmp_path / "eager")
+    compiled = losses(tmp_path / "compiled", compile=True, grad_checkpointing=True)
+    assert counters["stats"]["unique_graphs"] > 0, "torch.compile compiled nothing"
+    assert len(compiled) == 3
+    assert compiled == pytest.approx(eager, rel=1e-4)  # float rounding only (fused kernels)
+    info = json.loads((tmp_path / "compiled" / "lfft.json").read_text())
+    assert info["compiled"] == "layers (2 x LlamaDecoderLayer)"
+    saved = AutoModelForCausalLM.from_pretrained(tmp_path / "compiled").state_dict()
+    plain = AutoModelForCausalLM.from_pretrained(tmp_path / "eager").state_dict()
+    assert list(saved) == list(plain)
