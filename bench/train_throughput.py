@@ -268,7 +268,7 @@ def _median(runs: list[dict], key) -> float:
 
 
 def report(results: dict[str, list[dict]], args) -> list[dict] | None:
-    from trl_runs import SETTINGS, skipped, trl_version
+    from trl_runs import SETTINGS, chosen, skipped, trl_version
 
     gpu = args.device == "cuda"  # a GPU's rate is per wall second; a shared CPU's per CPU second
 
@@ -317,7 +317,8 @@ def report(results: dict[str, list[dict]], args) -> list[dict] | None:
         )
     if args.trl:
         model_type = "gpt2" if args.arch == "gpt2-tiny" else "llama"
-        for name in [n for n in SETTINGS if skipped(n, model_type, args.device)]:
+        tried = chosen(gpu, args.lora)
+        for name in [n for n in tried if skipped(n, model_type, args.device)]:
             why = skipped(name, model_type, args.device)
             print(f"\n`{name}` ({notes[name]}) not run: {why}.")
     if not gpu:  # the CPU's targets, as before; with --lora the per-trainer table follows
