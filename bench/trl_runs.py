@@ -148,8 +148,10 @@ def run_trl(name: str, work: Path, args, rows: list[dict], clock) -> dict:
         class Trainer(KTOTrainer):
             def _precompute_ref_logps(self, dataset, name, batch_size):
                 # precompute_ref_log_probs: the reference forward of every row, once, before
-                # training: timed, and charged pro rata to the timed steps (a share of an epoch)
-                with clock.extra(share=(args.steps - args.warmup) * args.batch_size / len(rows)):
+                # training: timed, and charged pro rata to the timed steps (the share of an
+                # epoch they train; at most once, when they go through more than one epoch)
+                timed_rows = (args.steps - args.warmup) * args.batch_size
+                with clock.extra(share=min(1.0, timed_rows / len(rows))):
                     return super()._precompute_ref_logps(dataset, name, batch_size)
 
         trainer_class, config = Trainer, KTOConfig(**common, **overrides)
