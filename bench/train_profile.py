@@ -31,7 +31,15 @@ from pathlib import Path
 import torch
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))  # gpu_check's FLOP count, beside this file
+sys.path.insert(0, str(HERE))  # gpu_check's FLOP count and bench_env, beside this file
+from bench_env import parse  # noqa: E402
+
+DEVICE_OPTIONS = {  # bench_env.parse adds them
+    "--device": "auto|cpu|cuda[:N]",
+    "--precision": "autocast dtype of training (auto: bf16 on a GPU, fp32 on the CPU)",
+    "--threads": "torch CPU threads (0: torch's default)",
+    "--json": "also write every figure here (read by the GPU check)",
+}
 
 # Self time of aten ops by what they do; the first pattern an op's name contains wins.
 CATEGORIES: list[tuple[str, tuple[str, ...]]] = [
@@ -211,9 +219,7 @@ def summarize(profiler, device: torch.device, top: int) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--device", default="cpu", help="cpu | cuda")
     p.add_argument("--preset", default="125m", help="lfft init --preset (without --model)")
-    p.add_argument("--precision", default="auto", help="auto | fp32 | bf16")
     p.add_argument("--steps", type=int, default=3, help="steady steps per variant")
     p.add_argument("--warmup", type=int, default=2, help="untimed steps (compilation) first")
     p.add_argument("--profile-steps", type=int, default=3, help="eager steps profiled after")
@@ -223,24 +229,21 @@ def main() -> None:
     p.add_argument("--sessions", type=int, default=2000, help="synthetic sessions (no --splits)")
     p.add_argument("--packing", default="off", help="off | on | auto")
     p.add_argument("--compile", default="off", help="comma list of off, layers, model")
-    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's choice)")
     p.add_argument("--top", type=int, default=12, help="top ops listed")
     p.add_argument("--work", help="folder for the synthetic data and model (kept)")
     p.add_argument("--model", help="an existing checkpoint (with --splits)")
     p.add_argument("--splits", help="an existing splits folder (with --model)")
     p.add_argument("--trace", type=Path, help="write the eager run's chrome trace here")
     p.add_argument("--peak-tflops", type=float, default=989.0, help="dense bf16 peak (MFU)")
-    p.add_argument("--json", type=Path, help="write every figure here")
-    args = p.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    args, device, _ = parse(p, DEVICE_OPTIONS)
+    args.device = str(device)  # auto resolved, for the runs and the report
     ckpt, splits = prepare(args)
     variants = [v.strip() for v in args.compile.split(",") if v.strip()]
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for v in variants:
             results.append(run(v, ckpt, splits, Path(tmp) / v, args, profile=v == "off"))
-    if args.device.startswith("cuda"):  # model FLOPs utilisation, gpu_check's FLOP count
+    if device.type == "cuda":  # model FLOPs utilisation, gpu_check's FLOP count
         from gpu_check import flops_per_token
 
         flops, _ = flops_per_token(ckpt, splits / "train.parquet", args.max_length)

@@ -111,3 +111,13 @@ def test_compiled_layers_with_grad_checkpointing_train_like_eager(
     saved = AutoModelForCausalLM.from_pretrained(tmp_path / "compiled").state_dict()
     plain = AutoModelForCausalLM.from_pretrained(tmp_path / "eager").state_dict()
     assert list(saved) == list(plain)
+
+
+def test_an_unknown_scope_is_a_one_line_error():
+    import pytest
+
+    from lfft.errors import ConfigError
+
+    lm = GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=32))
+    with pytest.raises(ConfigError, match="--compile-scope 'layer'"):
+        compile_model(lm, "layer")

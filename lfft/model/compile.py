@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from lfft.errors import ConfigError
 from lfft.model.forward import unwrap
 
 SCOPES = ("layers", "model")
@@ -34,6 +35,8 @@ def compile_model(lm: nn.Module, scope: str = "layers") -> str:
     """Compile the backbone of the causal LM ``lm`` (peft-wrapped or not) in place with dynamic
     shapes and say what was compiled: ``layers (N x Class)``, or ``model`` for the whole
     backbone (asked for, or the fallback when no layer stack is found)."""
+    if scope not in SCOPES:
+        raise ConfigError(f"--compile-scope {scope!r}: expected one of {', '.join(SCOPES)}")
     backbone = unwrap(lm).base_model
     layers = decoder_layers(backbone) if scope == "layers" else None
     if layers is None:

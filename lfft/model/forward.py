@@ -57,22 +57,24 @@ def forward_batch(model, head, batch: Batch) -> ForwardOut:
     run_ids = batch.pack_ids if packed else ids
     run_pos = batch.pack_pos if packed else batch.position_ids
     predict = batch.gather.index_select(0, idx - 1) if packed else idx - 1  # rows of the flat run
-    lm_head = lm.get_output_embeddings()
+    logits = None  # set where the LM head cannot run in chunks
     if _plain_lm_head(lm):
         hidden = lm.base_model(
             input_ids=run_ids, position_ids=run_pos, use_cache=False
         ).last_hidden_state
         picked = hidden.flatten(0, 1).index_select(0, predict)
+        lm_head = lm.get_output_embeddings()
         if fusable(lm_head):
             logps = head_logps(lm_head, picked, targets)
         else:
-            logps = -F.cross_entropy(lm_head(picked).float(), targets, reduction="none")
+            logits = lm_head(picked)
     else:
         out = lm(
             input_ids=run_ids, position_ids=run_pos, use_cache=False, output_hidden_states=True
         )
         hidden = out.hidden_states[-1]
         logits = out.logits.flatten(0, 1).index_select(0, predict)
+    if logits is not None:
         logps = -F.cross_entropy(logits.float(), targets, reduction="none")
     token_logps = (
         torch.zeros(bsz * t, dtype=torch.float32, device=ids.device)
